@@ -1,0 +1,35 @@
+"""sgi2v-lite: SG-I2V (Namekata et al., ICLR 2025), trajectory-controlled image-to-video on
+Stable Video Diffusion with no finetuning, as a small package to learn from.
+
+One module per idea:
+    tracks     the input format: boxes and trajectories, traj.npy import/export, the latent grid
+    attention  the attention processor that records first-frame-aligned features   (Sec. 3.2)
+    loss       the Gaussian-weighted box loss                                       (Sec. 3.3)
+    frequency  the Butterworth low-pass and the frequency mix                       (Sec. 3.4)
+    sampler    the guided Euler sampling loop with a callback                       (Sec. 3.3-3.4)
+    config     every knob, and the presets `reference`, `lite`, `toy`
+    models     load_pipeline: svd, svd-xt, a local folder, toy, tiny-random
+    video      images in, videos out (mp4, gif, npz)
+    viz        boxes and trajectories drawn over frames, frame strips
+"""
+
+from .config import PRESETS, SGI2VConfig, get_preset
+from .errors import InputError
+from .models import load_pipeline
+from .sampler import GenerationResult, generate
+from .tracks import Track, Tracks, load_tracks, parse_tracks
+
+__version__ = "0.1.0"
+__all__ = [
+    "PRESETS",
+    "SGI2VConfig",
+    "get_preset",
+    "InputError",
+    "load_pipeline",
+    "GenerationResult",
+    "generate",
+    "Track",
+    "Tracks",
+    "load_tracks",
+    "parse_tracks",
+]

@@ -1,0 +1,148 @@
+"""Command line: `python -m sgi2v_lite generate ...` and `python -m sgi2v_lite tracks convert IN OUT`.
+
+Every bad input ends in one line on stderr (``error: ...``) and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage block
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import PRESETS
+    from .models import MODEL_NAMES
+
+    parser = _Parser(prog="python -m sgi2v_lite", description="SG-I2V: trajectory-controlled image-to-video on SVD.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = commands.add_parser("generate", help="image + tracks -> video")
+    gen.add_argument("--model", default="toy", help=f"{', '.join(MODEL_NAMES)}, or a folder saved with save_pretrained")
+    gen.add_argument("--image", required=True, help="first frame (PNG, JPEG, ...; RGBA and greyscale work)")
+    gen.add_argument("--tracks", help="tracks JSON (or a reference traj.npy); omit for plain SVD")
+    gen.add_argument("--out", required=True, help="output video: .mp4, .gif or .npz (raw frames under 'frames')")
+    gen.add_argument("--preset", choices=list(PRESETS), help="settings preset (default: toy for toy models, else reference)")
+    gen.add_argument("--seed", type=int, help="random seed (default: the preset's, 817)")
+    gen.add_argument("--steps", type=_positive_int, help="denoising steps (optimised steps are rescaled to match)")
+    gen.add_argument("--frames", type=_positive_int, help="number of frames (default: the model's)")
+    gen.add_argument("--no-guidance", action="store_true", help="plain SVD: no latent optimisation")
+    gen.add_argument("--overlay", action="store_true", help="draw the boxes and trajectories over the video")
+    gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    tracks = commands.add_parser("tracks", help="tracks file tools")
+    tracks_commands = tracks.add_subparsers(dest="tracks_command", required=True, parser_class=_Parser)
+    convert = tracks_commands.add_parser("convert", help="convert between tracks JSON and the reference traj.npy")
+    convert.add_argument("input", help="a .json tracks file or a reference .npy")
+    convert.add_argument("output", help="a .json or .npy path")
+    convert.add_argument("--image", help="the image the trajectory was drawn on (its size goes into the JSON)")
+    convert.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("W", "H"),
+                         help="image size for .npy -> .json without --image (default 1024 576)")  # fmt: skip
+    convert.add_argument("--frames", type=_positive_int, default=14, help="frames in the .npy (default 14)")
+    return parser
+
+
+def _read_tracks(path: str, image_size=None):
+    from .tracks import load_reference_traj, load_tracks
+
+    if Path(path).suffix.lower() == ".npy":
+        return load_reference_traj(path, image_size or (1024, 576))
+    return load_tracks(path)
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from .config import get_preset, scaled_steps
+    from .models import load_pipeline  # warns if the model is an untrained placeholder
+    from .sampler import generate
+    from .video import check_video_path, load_image, write_video
+    from .viz import draw_tracks
+
+    out = check_video_path(args.out)
+    image = load_image(args.image)
+    tracks = _read_tracks(args.tracks, image.size) if args.tracks else None
+    preset = args.preset or ("toy" if args.model in ("toy", "tiny-random") else "reference")
+    config = get_preset(preset)
+    if args.seed is not None:
+        config = config.replace(seed=args.seed)
+    if args.steps is not None:
+        window = config.optimised_steps
+        steps = scaled_steps(window[0], window[-1], config.num_inference_steps, args.steps) if window else ()
+        config = config.replace(num_inference_steps=args.steps, optimised_steps=steps)
+    if args.frames is not None:
+        config = config.replace(num_frames=args.frames)
+    if args.no_guidance:
+        config = config.replace(guidance=False)
+    config.validate()
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+    pipe = load_pipeline(args.model, device=device, dtype=dtype)
+    started = time.perf_counter()
+    result = generate(pipe, image, tracks, config, progress=not args.quiet)
+    frames = draw_tracks(result.frames, result.boxes_px) if args.overlay and tracks else result.frames
+    write_video(out, frames, fps=result.config.fps)
+    mode = "guided" if (tracks and result.config.guidance) else "unguided"
+    print(f"wrote {out}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, {mode}, "
+          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+    return 0
+
+
+def cmd_tracks_convert(args) -> int:
+    import numpy as np
+
+    from .tracks import to_reference_traj
+    from .video import load_image
+
+    image_size = tuple(args.image_size) if args.image_size else None
+    if args.image:
+        image_size = load_image(args.image).size
+    tracks = _read_tracks(args.input, image_size)
+    output = Path(args.output)
+    if output.suffix.lower() == ".npy":
+        np.save(output, to_reference_traj(tracks, args.frames))
+    elif output.suffix.lower() == ".json":
+        tracks.save(output)
+    else:
+        raise InputError(f"output {output}: expected a .json or .npy path")
+    print(f"wrote {output}: {len(tracks)} track(s)")
+    return 0
+
+
+def main(argv=None) -> int:
+    warnings.simplefilter("ignore", FutureWarning)
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return cmd_generate(args)
+        return cmd_tracks_convert(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Every knob of SG-I2V in one place, and the named presets.
+
+`reference` holds the paper's published defaults (spec "Defaults of the reference setting");
+`lite` is meant for a 16 GB GPU (Colab T4); `toy` fits the project's small CPU model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import InputError
+
+# SVD's "M2-3" layers: spatial self-attention of up_blocks[2].attentions[1] and [2]
+# (middle resolution: a 36 x 64 grid at 576 x 1024, 640 channels, 10 heads).
+SVD_FEATURE_LAYERS = (
+    "up_blocks.2.attentions.1.transformer_blocks.0.attn1",
+    "up_blocks.2.attentions.2.transformer_blocks.0.attn1",
+)
+
+
+@dataclass(frozen=True)
+class SGI2VConfig:
+    """Settings of one guided generation. `None` sizes mean "the model's own" (its UNet's sample
+    size x the VAE factor, its UNet's frame count); `None` feature layers mean the model's
+    middle-resolution layers (see `models.default_feature_layers`)."""
+
+    # --- video (SVD's conditioning) -------------------------------------------------
+    height: int | None = 576
+    width: int | None = 1024
+    num_frames: int | None = 14
+    num_inference_steps: int = 50
+    fps: int = 7  # the UNet is given fps - 1 as its micro-condition, as SVD's pipeline does
+    motion_bucket_id: int = 127
+    noise_aug_strength: float = 0.02
+    min_guidance_scale: float = 1.0  # CFG scale of frame 0, rising linearly ...
+    max_guidance_scale: float = 3.0  # ... to the last frame
+    decode_chunk_size: int = 8
+    seed: int = 817
+    # --- SG-I2V guidance ------------------------------------------------------------
+    guidance: bool = True  # False: plain SVD sampling, no latent optimisation
+    optimised_steps: tuple[int, ...] = tuple(range(5, 21))  # denoising iterations i (0-based) to optimise
+    iterations: int = 5  # AdamW iterations per optimised step
+    learning_rate: float = 0.21
+    weight_decay: float = 0.01  # AdamW's default, kept by the reference implementation
+    feature_layers: tuple[str, ...] | None = SVD_FEATURE_LAYERS
+    feature_kind: str = "aligned"  # "aligned" (SG-I2V) or "naive" (the layer's own attention)
+    frequency_mix: bool = True
+    lowpass_cutoff: float = 0.5  # Butterworth d_s (the paper's gamma)
+    lowpass_order: int = 4  # Butterworth n
+    # --- speed and memory -----------------------------------------------------------
+    truncate_forward: bool = True  # stop the optimisation forward after the last hooked block
+    gradient_checkpointing: bool = False
+
+    def replace(self, **changes) -> "SGI2VConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise InputError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Raise `InputError` naming the first setting that cannot work."""
+        positive = {"num_inference_steps": self.num_inference_steps, "decode_chunk_size": self.decode_chunk_size}
+        for name in ("height", "width", "num_frames"):
+            if getattr(self, name) is not None:
+                positive[name] = getattr(self, name)
+        for name, value in positive.items():
+            if not isinstance(value, int) or value <= 0:
+                raise InputError(f"setting '{name}' must be a positive integer, got {value}")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value is not None and value % 64:
+                raise InputError(f"setting '{name}' must be a multiple of 64, got {value}")
+        if self.num_frames is not None and self.num_frames < 2:
+            raise InputError(f"setting 'num_frames' must be at least 2, got {self.num_frames}")
+        if self.iterations < 0 or self.learning_rate < 0 or self.weight_decay < 0:
+            raise InputError("settings 'iterations', 'learning_rate' and 'weight_decay' must be >= 0")
+        if self.feature_kind not in ("aligned", "naive"):
+            raise InputError(f"setting 'feature_kind' must be 'aligned' or 'naive', got {self.feature_kind!r}")
+        if self.lowpass_cutoff < 0 or self.lowpass_order < 1:
+            raise InputError("setting 'lowpass_cutoff' must be >= 0 and 'lowpass_order' >= 1")
+        outside = [i for i in self.optimised_steps if not 0 <= i < self.num_inference_steps]
+        if outside:
+            raise InputError(
+                f"optimised steps {outside} lie outside the {self.num_inference_steps} denoising steps (0-based)"
+            )
+
+
+def scaled_steps(first: int, last: int, reference_steps: int, num_steps: int) -> tuple[int, ...]:
+    """The optimised-step window [first, last] of a `reference_steps` schedule, moved to the same
+    fraction of a `num_steps` schedule (e.g. 5..20 of 50 -> 2..10 of 25)."""
+    lo = round(first * num_steps / reference_steps)
+    hi = max(lo, round(last * num_steps / reference_steps))
+    return tuple(range(lo, hi + 1))
+
+
+PRESETS: dict[str, SGI2VConfig] = {
+    "reference": SGI2VConfig(),
+    # A 16 GB GPU: smaller frames (the aligned attention and its backward grow with the square of
+    # the token count), half the denoising steps, the same fraction of them optimised.
+    "lite": SGI2VConfig(
+        height=448,
+        width=768,
+        num_inference_steps=25,
+        optimised_steps=scaled_steps(5, 20, 50, 25),
+        decode_chunk_size=4,
+        gradient_checkpointing=True,
+    ),
+    # The project's CPU model: its own size and frame count, 25 steps, its middle-resolution layers.
+    "toy": SGI2VConfig(
+        height=None,
+        width=None,
+        num_frames=None,
+        num_inference_steps=25,
+        optimised_steps=scaled_steps(5, 20, 50, 25),
+        feature_layers=None,
+        decode_chunk_size=8,
+    ),
+}
+
+
+def get_preset(name: str) -> SGI2VConfig:
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]

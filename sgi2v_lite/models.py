@@ -1,0 +1,255 @@
+"""Load a `StableVideoDiffusionPipeline`: the real SVD, a local copy, the toy world, or a tiny test model.
+
+    load_pipeline("svd")          stabilityai/stable-video-diffusion-img2vid (14 frames), from the hub
+    load_pipeline("svd-xt")       stabilityai/stable-video-diffusion-img2vid-xt (25 frames)
+    load_pipeline("path/to/dir")  any folder written by `pipe.save_pretrained(...)`
+    load_pipeline("toy")          the project's toy-world model (see `TOY_MODEL_DIR`)
+    load_pipeline("tiny-random")  a tiny random pipeline for tests (diffusers' get_dummy_components)
+
+Every name ends in the same diffusers classes, so the sampler never knows which model it drives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+
+HUB_MODELS = {
+    "svd": "stabilityai/stable-video-diffusion-img2vid",
+    "svd-xt": "stabilityai/stable-video-diffusion-img2vid-xt",
+}
+MODEL_NAMES = (*HUB_MODELS, "toy", "tiny-random")
+TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "toy-svd"
+
+# SVD's published configs (the diffusers classes' defaults, written out so that the full-size
+# architecture can be built without a download: on the meta device in tests, random on a GPU).
+SVD_UNET_CONFIG = dict(
+    sample_size=96,
+    in_channels=8,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
+    up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
+    block_out_channels=(320, 640, 1280, 1280),
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=768,
+    layers_per_block=2,
+    cross_attention_dim=1024,
+    transformer_layers_per_block=1,
+    num_attention_heads=(5, 10, 20, 20),
+    num_frames=14,
+)
+SVD_VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    sample_size=768,
+    scaling_factor=0.18215,
+    force_upcast=True,
+)
+SVD_IMAGE_ENCODER_CONFIG = dict(  # CLIP ViT-H/14
+    hidden_size=1280,
+    intermediate_size=5120,
+    projection_dim=1024,
+    num_hidden_layers=32,
+    num_attention_heads=16,
+    image_size=224,
+    patch_size=14,
+    hidden_act="gelu",
+    layer_norm_eps=1e-5,
+)
+SVD_SCHEDULER_CONFIG = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    interpolation_type="linear",
+    num_train_timesteps=1000,
+    prediction_type="v_prediction",
+    sigma_max=700.0,
+    sigma_min=0.002,
+    steps_offset=1,
+    timestep_spacing="leading",
+    timestep_type="continuous",
+    use_karras_sigmas=True,
+)
+
+
+def svd_scheduler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Without torchvision, transformers warns once that `CLIPImageProcessor` falls back to its
+    PIL backend. That backend is the one we want (there is no CPU torchvision here): hide the
+    message while diffusers and transformers classes are imported, then restore the verbosity."""
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
+def build_pipeline(
+    unet_config: dict, vae_config: dict, image_encoder_config: dict, seed: int = 0, image_size: int | None = None
+):
+    """A `StableVideoDiffusionPipeline` with random weights built from configs (no download)."""
+    with _quiet_transformers():
+        from diffusers import AutoencoderKLTemporalDecoder, StableVideoDiffusionPipeline
+        from diffusers import UNetSpatioTemporalConditionModel
+        from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNetSpatioTemporalConditionModel(**unet_config)
+    vae = AutoencoderKLTemporalDecoder(**vae_config)
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**image_encoder_config))
+    size = image_size or image_encoder_config["image_size"]
+    feature_extractor = CLIPImageProcessor(crop_size=size, size=size)
+    return StableVideoDiffusionPipeline(
+        vae=vae, image_encoder=image_encoder, unet=unet, scheduler=svd_scheduler(), feature_extractor=feature_extractor
+    )
+
+
+def tiny_random_pipeline(seed: int = 0):
+    """The tiny random pipeline of diffusers' SVD tests (get_dummy_components), 2 frames of 64 x 64
+    by default: a latent of 32 x 32 (VAE factor 2), one attention up block. Runs in a second on a CPU."""
+    unet = dict(
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        cross_attention_dim=32,
+        num_attention_heads=8,
+        addition_time_embed_dim=32,
+        projection_class_embeddings_input_dim=96,
+        num_frames=4,
+    )
+    vae = dict(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        latent_channels=4,
+    )
+    clip = dict(
+        hidden_size=32,
+        projection_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        intermediate_size=37,
+        patch_size=4,
+    )
+    return build_pipeline(unet, vae, clip, seed=seed)
+
+
+def untrained_toy_pipeline(seed: int = 0):
+    """Placeholder for the toy-world model until trained weights ship in `data/`: SVD's architecture
+    at toy size (3 levels, 128 x 128 frames, a 32 x 32 latent, 8 frames), random weights.
+    Its videos are noise; everything that uses it says so."""
+    unet = dict(
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 2 + ("DownBlockSpatioTemporal",),
+        up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 2,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        cross_attention_dim=32,
+        num_attention_heads=(2, 4, 4),
+        addition_time_embed_dim=16,
+        projection_class_embeddings_input_dim=48,
+        num_frames=8,
+    )
+    vae = dict(
+        block_out_channels=(32, 32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        latent_channels=4,
+        layers_per_block=1,
+    )
+    clip = dict(
+        hidden_size=32,
+        projection_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        intermediate_size=37,
+        patch_size=4,
+    )
+    pipe = build_pipeline(unet, vae, clip, seed=seed)
+    pipe.sgi2v_untrained = True
+    return pipe
+
+
+def is_untrained(pipe) -> bool:
+    """True for the random placeholder pipelines (their videos are noise)."""
+    return bool(getattr(pipe, "sgi2v_untrained", False))
+
+
+def default_feature_layers(unet) -> tuple[str, ...]:
+    """The model's counterpart of SVD's M2-3 layers: spatial self-attention of every attention
+    block but the first in the second-to-last up block that has attention (SVD: `up_blocks[2]`,
+    attentions 1 and 2); a UNet with a single attention up block uses that one."""
+    blocks = [i for i, block in enumerate(unet.up_blocks) if hasattr(block, "attentions")]
+    if not blocks:
+        raise ValueError("this UNet has no up block with attention to take features from")
+    index = blocks[-2] if len(blocks) >= 2 else blocks[-1]
+    count = len(unet.up_blocks[index].attentions)
+    return tuple(
+        f"up_blocks.{index}.attentions.{a}.transformer_blocks.0.attn1" for a in range(1 if count > 1 else 0, count)
+    )
+
+
+def load_pipeline(name_or_path: str = "toy", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """A `StableVideoDiffusionPipeline` on `device` in `dtype`; unknown names raise `InputError`."""
+    with _quiet_transformers():
+        from diffusers import StableVideoDiffusionPipeline
+
+    name = str(name_or_path)
+    if name == "tiny-random":
+        pipe = tiny_random_pipeline()
+    elif name == "toy":
+        if (TOY_MODEL_DIR / "model_index.json").is_file():
+            with _quiet_transformers():
+                pipe = StableVideoDiffusionPipeline.from_pretrained(TOY_MODEL_DIR, torch_dtype=dtype)
+        else:
+            warnings.warn(
+                "model 'toy' has no trained weights in data/ yet: using an UNTRAINED random placeholder "
+                "(its videos are noise)",
+                stacklevel=2,
+            )
+            pipe = untrained_toy_pipeline()
+    elif name in HUB_MODELS or Path(name).is_dir():
+        source = HUB_MODELS.get(name, name)
+        if Path(name).is_dir() and not (Path(name) / "model_index.json").is_file():
+            raise InputError(f"folder {name} holds no model_index.json: not a pipeline saved with save_pretrained")
+        variant = "fp16" if name in HUB_MODELS and dtype == torch.float16 else None
+        try:
+            with _quiet_transformers():
+                pipe = StableVideoDiffusionPipeline.from_pretrained(source, torch_dtype=dtype, variant=variant)
+        except Exception as err:  # no network, no cache, missing files: say which model and why
+            raise InputError(f"could not load model {source!r}: {type(err).__name__}: {str(err).splitlines()[0]}")
+    else:
+        raise InputError(f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a folder saved with save_pretrained")
+    if pipe.unet.dtype != dtype:  # the random pipelines are built in float32
+        pipe.to(dtype=dtype)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,316 @@
+"""The guided sampler: SVD's Euler sampling loop with SG-I2V's latent optimisation (spec steps 1-4).
+
+    generate(pipe, image, tracks, config)            one call: image + tracks -> frames
+      1. sizes, input checks
+      2. encode_conditioning: CLIP embedding, VAE latent of the noise-augmented image, time ids
+      3. boxes on the latent grid
+      4. initial noise, SVD's Euler schedule
+      5. sample: for each denoising step i
+           if i is optimised: optimise_latent (AdamW on the latent, loss on aligned features),
+                              then the frequency mix
+           UNet with per-frame linear CFG, scheduler step, callback(intermediates)
+      6. decode in chunks -> uint8 frames (F, H, W, 3)
+
+Like k-diffusion's samplers, `sample` and `optimise_latent` are plain functions of the model
+components, and a callback receives a dict of each step's intermediates, for notebooks to show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .attention import record_features, run_to_features
+from .config import SGI2VConfig
+from .errors import InputError
+from .frequency import mix_frequencies
+from .loss import box_loss, feature_map
+from .models import default_feature_layers, svd_scheduler
+from .tracks import Tracks, boxes_to_grid
+
+
+@dataclass
+class Conditioning:
+    """SVD's conditioning for one image, batched [unconditional, conditional] when CFG is on.
+
+    image_embeddings: (B, 1, D)         CLIP image embedding (zeros for the unconditional half)
+    image_latents:    (B, F, C, h, w)   VAE latent of the noise-augmented image, repeated per frame
+    added_time_ids:   (B, 3)            fps - 1, motion bucket id, noise augmentation strength
+    """
+
+    image_embeddings: torch.Tensor
+    image_latents: torch.Tensor
+    added_time_ids: torch.Tensor
+
+    def conditional(self) -> "Conditioning":
+        """The conditional batch element alone (the last one), as the optimisation uses."""
+        return Conditioning(self.image_embeddings[-1:], self.image_latents[-1:], self.added_time_ids[-1:])
+
+
+@dataclass
+class GenerationResult:
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    boxes_px: np.ndarray  # (N, F, 4) boxes in pixels of the generated frames
+    latents: torch.Tensor  # (1, F, C, h, w) final latent
+    config: SGI2VConfig
+
+
+def resolve_config(pipe, config: SGI2VConfig) -> SGI2VConfig:
+    """Fill the model-dependent `None`s of a config (size, frames, layers) from the pipeline."""
+    unet = pipe.unet
+    size = unet.config.sample_size * pipe.vae_scale_factor
+    config = config.replace(
+        height=config.height or size,
+        width=config.width or size,
+        num_frames=config.num_frames or unet.config.num_frames,
+        feature_layers=tuple(config.feature_layers or default_feature_layers(unet)),
+    )
+    config.validate()
+    return config
+
+
+def image_to_tensor(image, height: int, width: int) -> torch.Tensor:
+    """PIL image -> (1, 3, H, W) float in [-1, 1], resized to the generation size."""
+    from PIL import Image
+
+    image = image.convert("RGB").resize((width, height), Image.BICUBIC)
+    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1)  # (H, W, 3)
+    return array.permute(2, 0, 1)[None]
+
+
+@torch.no_grad()
+def encode_conditioning(pipe, image: torch.Tensor, config: SGI2VConfig, generator: torch.Generator) -> Conditioning:
+    """Step 2: SVD's conditioning, as its diffusers pipeline computes it.
+
+    image: (1, 3, H, W) in [-1, 1]. The CLIP branch sees the clean image resized (antialiased) to
+    the encoder's input size; the VAE branch sees it with Gaussian noise of std noise_aug_strength."""
+    device, encoder_dtype = pipe.unet.device, pipe.image_encoder.dtype
+    do_cfg = config.max_guidance_scale > 1
+
+    # CLIP image embedding, (1, 1, D)
+    clip_size = pipe.image_encoder.config.image_size
+    clip_input = F.interpolate(image, (clip_size, clip_size), mode="bicubic", antialias=True, align_corners=False)
+    clip_input = ((clip_input + 1) / 2).clamp(0, 1)
+    mean = torch.tensor(pipe.feature_extractor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(pipe.feature_extractor.image_std).view(1, 3, 1, 1)
+    clip_input = ((clip_input - mean) / std).to(device, encoder_dtype)
+    image_embeddings = pipe.image_encoder(clip_input).image_embeds[:, None]  # (1, 1, D)
+
+    # VAE latent of the noise-augmented image (not scaled by the VAE's scaling factor, as in SVD)
+    noise = torch.randn(image.shape, generator=generator)
+    noisy_image = (image + config.noise_aug_strength * noise).to(device)
+    vae_dtype = pipe.vae.dtype
+    upcast = vae_dtype == torch.float16 and pipe.vae.config.force_upcast
+    vae = pipe.vae.to(torch.float32) if upcast else pipe.vae
+    image_latent = vae.encode(noisy_image.to(vae.dtype)).latent_dist.mode()  # (1, C, h, w)
+    if upcast:
+        pipe.vae.to(vae_dtype)
+    unet_dtype = pipe.unet.dtype
+    image_latents = image_latent.to(unet_dtype)[:, None].repeat(1, config.num_frames, 1, 1, 1)  # (1, F, C, h, w)
+
+    added_time_ids = torch.tensor(
+        [[config.fps - 1, config.motion_bucket_id, config.noise_aug_strength]], dtype=unet_dtype, device=device
+    )
+    image_embeddings = image_embeddings.to(unet_dtype)
+    if do_cfg:  # unconditional half first, as in diffusers
+        image_embeddings = torch.cat([torch.zeros_like(image_embeddings), image_embeddings])
+        image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
+        added_time_ids = torch.cat([added_time_ids, added_time_ids])
+    return Conditioning(image_embeddings, image_latents, added_time_ids)
+
+
+def unet_input(scheduler, latents: torch.Tensor, timestep, cond: Conditioning, dtype) -> torch.Tensor:
+    """(B, F, 2C, h, w): the scaled noisy latent (repeated for CFG) beside the image latent."""
+    repeat = cond.image_latents.shape[0] // latents.shape[0]
+    scaled = scheduler.scale_model_input(latents, timestep).to(dtype)
+    return torch.cat([scaled.repeat(repeat, 1, 1, 1, 1), cond.image_latents], dim=2)
+
+
+def optimise_latent(
+    unet,
+    scheduler,
+    latents: torch.Tensor,
+    timestep,
+    cond: Conditioning,
+    box_cells: np.ndarray,
+    valid: np.ndarray,
+    config: SGI2VConfig,
+) -> tuple[torch.Tensor, list[float], dict[str, torch.Tensor]]:
+    """Spec step 3: AdamW on the scheduler's own noisy latent z_t (before `scale_model_input`).
+
+    latents: (1, F, C, h, w). A fresh optimiser, `config.iterations` iterations, each a forward
+    pass (conditional only, stopped after the last hooked block if `truncate_forward`) that
+    records the aligned features, the box loss, and a backward pass to the latent.
+    Returns (optimised latent, loss per iteration, features of the last iteration)."""
+    latent_hw = tuple(latents.shape[-2:])
+    variable = latents.detach().float().clone().requires_grad_(True)
+    optimiser = torch.optim.AdamW([variable], lr=config.learning_rate, weight_decay=config.weight_decay)
+    conditional = cond.conditional()
+    losses, features = [], {}
+    with record_features(
+        unet,
+        config.feature_layers,
+        num_frames=latents.shape[1],
+        latent_hw=latent_hw,
+        kind=config.feature_kind,
+        stop_early=config.truncate_forward,
+    ) as recorder:
+        for _ in range(config.iterations):
+            optimiser.zero_grad()
+            recorder.enabled = True
+            features = run_to_features(
+                unet,
+                recorder,
+                unet_input(scheduler, variable, timestep, conditional, unet.dtype),
+                timestep,
+                encoder_hidden_states=conditional.image_embeddings,
+                added_time_ids=conditional.added_time_ids,
+            )
+            loss = box_loss(feature_map(features, latent_hw), box_cells, valid)
+            recorder.enabled = False  # gradient checkpointing re-runs the layers: record nothing then
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+    features = {name: f.detach() for name, f in features.items()}
+    return variable.detach().to(latents.dtype), losses, features
+
+
+def guidance_scales(config: SGI2VConfig, device, dtype) -> torch.Tensor:
+    """Per-frame CFG scale (1, F, 1, 1, 1), linear from min (frame 0) to max (last frame)."""
+    scales = torch.linspace(config.min_guidance_scale, config.max_guidance_scale, config.num_frames)
+    return scales.view(1, -1, 1, 1, 1).to(device, dtype)
+
+
+def sample(
+    unet,
+    scheduler,
+    latents: torch.Tensor,
+    cond: Conditioning,
+    config: SGI2VConfig,
+    box_cells: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    callback: Callable[[dict], None] | None = None,
+    record_step_features: bool = False,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Step 5: the denoising loop. latents: (1, F, C, h, w) scaled by the initial sigma; the
+    scheduler must have its timesteps set. Returns the denoised latent.
+
+    callback(info) gets, per step: "step", "timestep", "sigma", "latents" (z_t entering the step),
+    "optimised" (bool), and for optimised steps "latents_optimised" (before the frequency mix),
+    "latents_mixed", "losses" (per iteration), "features" (aligned/naive features of the last
+    iteration, layer -> (F, C, h, w)); "noise_pred" and "latents_next" after the UNet; and with
+    `record_step_features`, "step_features" recorded during the CFG pass (conditional half)."""
+    do_cfg = cond.image_latents.shape[0] == 2
+    scales = guidance_scales(config, latents.device, latents.dtype)
+    optimised_steps = set(config.optimised_steps) if config.guidance and box_cells is not None else set()
+    latent_hw = tuple(latents.shape[-2:])
+    for step, timestep in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
+        info = {"step": step, "timestep": timestep, "sigma": float(scheduler.sigmas[step]), "latents": latents}
+        info["optimised"] = step in optimised_steps and config.iterations > 0
+        if info["optimised"]:
+            with torch.enable_grad():
+                optimised, losses, features = optimise_latent(
+                    unet, scheduler, latents, timestep, cond, box_cells, valid, config
+                )
+            mixed = (
+                mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order)
+                if config.frequency_mix
+                else optimised
+            )
+            info.update(latents_optimised=optimised, latents_mixed=mixed, losses=losses, features=features)
+            latents = mixed
+
+        with torch.no_grad():
+            model_input = unet_input(scheduler, latents, timestep, cond, unet.dtype)
+            unet_kwargs = dict(encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids)
+            if record_step_features:
+                with record_features(
+                    unet, config.feature_layers, latents.shape[1], latent_hw, kind=config.feature_kind
+                ) as recorder:
+                    noise_pred = unet(model_input, timestep, **unet_kwargs).sample
+                info["step_features"] = dict(recorder.features)
+            else:
+                noise_pred = unet(model_input, timestep, **unet_kwargs).sample
+            if do_cfg:
+                uncond, conditional = noise_pred.chunk(2)
+                noise_pred = uncond + scales * (conditional - uncond)
+            latents = scheduler.step(noise_pred.to(latents.dtype), timestep, latents).prev_sample
+        info.update(noise_pred=noise_pred, latents_next=latents)
+        if callback is not None:
+            callback(info)
+    return latents
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor, chunk_size: int) -> np.ndarray:
+    """Step 6: (1, F, C, h, w) latent -> (F, H, W, 3) uint8 frames, `chunk_size` frames at a time."""
+    frames = pipe.decode_latents(latents.to(pipe.vae.dtype), latents.shape[1], chunk_size)  # (1, 3, F, H, W)
+    frames = ((frames[0].permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255)  # (F, H, W, 3)
+    return frames.to(torch.uint8).cpu().numpy()
+
+
+def generate(
+    pipe,
+    image,
+    tracks: Tracks | None,
+    config: SGI2VConfig,
+    callback: Callable[[dict], None] | None = None,
+    record_step_features: bool = False,
+    progress: bool = True,
+) -> GenerationResult:
+    """Image (PIL) + tracks -> video. `tracks=None` or `config.guidance=False`: plain SVD."""
+    # 1. sizes and inputs
+    config = resolve_config(pipe, config)
+    height, width, num_frames = config.height, config.width, config.num_frames
+    device = pipe.unet.device
+    generator = torch.Generator().manual_seed(config.seed)
+    pipe.unet.requires_grad_(False)  # gradients go to the latent only
+    if config.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    else:
+        pipe.unet.disable_gradient_checkpointing()
+    guided = config.guidance and tracks is not None and len(tracks) > 0
+
+    # 2. conditioning
+    cond = encode_conditioning(pipe, image_to_tensor(image, height, width), config, generator)
+
+    # 3. boxes: image pixels -> generation pixels -> latent cells
+    cell_px = pipe.vae_scale_factor
+    latent_hw = (height // cell_px, width // cell_px)
+    boxes_px = np.zeros((0, num_frames, 4))
+    box_cells = valid = None
+    if tracks is not None and len(tracks):
+        boxes_px = tracks.rescaled((width, height)).boxes_per_frame(num_frames)  # (N, F, 4)
+        box_cells, valid = boxes_to_grid(boxes_px, cell_px, latent_hw)
+        if guided and not valid[:, 0].any():
+            raise InputError("no track's first box overlaps the image after resizing to the generation size")
+
+    # 4. initial noise and SVD's Euler schedule (a fresh scheduler: it keeps a step counter)
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config) if pipe.scheduler else svd_scheduler()
+    scheduler.set_timesteps(config.num_inference_steps, device=device)
+    shape = (1, num_frames, pipe.unet.config.out_channels, *latent_hw)
+    latents = torch.randn(shape, generator=generator).to(device) * scheduler.init_noise_sigma  # float32 always
+
+    # 5. denoising, with SG-I2V's optimisation at the chosen steps
+    latents = sample(
+        pipe.unet,
+        scheduler,
+        latents,
+        cond,
+        config.replace(guidance=guided),
+        box_cells,
+        valid,
+        callback=callback,
+        record_step_features=record_step_features,
+        progress=progress,
+    )
+
+    # 6. decode
+    frames = decode(pipe, latents, config.decode_chunk_size)
+    return GenerationResult(frames=frames, boxes_px=boxes_px, latents=latents, config=config)
