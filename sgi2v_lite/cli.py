@@ -46,8 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="random seed (default: the preset's, 817)")
     gen.add_argument("--steps", type=_positive_int, help="denoising steps (optimised steps are rescaled to match)")
     gen.add_argument("--frames", type=_positive_int, help="number of frames (default: the model's)")
+    gen.add_argument("--height", type=_positive_int, help="frame height in pixels (default: the preset's)")
+    gen.add_argument("--width", type=_positive_int, help="frame width in pixels (default: the preset's)")
+    gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other setting of SGI2VConfig, e.g. --set learning_rate=0.5 --set frequency_mix=false")
     gen.add_argument("--no-guidance", action="store_true", help="plain SVD: no latent optimisation")
     gen.add_argument("--overlay", action="store_true", help="draw the boxes and trajectories over the video")
+    gen.add_argument("--strip", help="also save the frames side by side as this PNG")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -78,7 +83,7 @@ def cmd_generate(args) -> int:
     from .models import load_pipeline  # warns if the model is an untrained placeholder
     from .sampler import generate
     from .video import check_video_path, load_image, write_video
-    from .viz import draw_tracks
+    from .viz import draw_tracks, frame_strip, save_png
 
     out = check_video_path(args.out)
     image = load_image(args.image)
@@ -91,11 +96,13 @@ def cmd_generate(args) -> int:
         window = config.optimised_steps
         steps = scaled_steps(window[0], window[-1], config.num_inference_steps, args.steps) if window else ()
         config = config.replace(num_inference_steps=args.steps, optimised_steps=steps)
-    if args.frames is not None:
-        config = config.replace(num_frames=args.frames)
+    for name in ("frames", "height", "width"):
+        if getattr(args, name) is not None:
+            config = config.replace(**{"num_frames" if name == "frames" else name: getattr(args, name)})
+    config = config.with_settings(args.set)
     if args.no_guidance:
         config = config.replace(guidance=False)
-    config.validate()
+    config.validate(size_multiple=1)  # before loading the model; the model's own size rule is checked later
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
@@ -104,6 +111,8 @@ def cmd_generate(args) -> int:
     result = generate(pipe, image, tracks, config, progress=not args.quiet)
     frames = draw_tracks(result.frames, result.boxes_px) if args.overlay and tracks else result.frames
     write_video(out, frames, fps=result.config.fps)
+    if args.strip:
+        save_png(args.strip, frame_strip(frames))
     mode = "guided" if (tracks and result.config.guidance) else "unguided"
     print(f"wrote {out}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, {mode}, "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -58,8 +59,35 @@ class SGI2VConfig:
             raise InputError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
-    def validate(self) -> None:
-        """Raise `InputError` naming the first setting that cannot work."""
+    def with_settings(self, settings: list[str]) -> "SGI2VConfig":
+        """Apply "key=value" strings (the CLI's --set): values are JSON (numbers, true/false, lists)
+        or plain strings, e.g. ``learning_rate=0.5``, ``frequency_mix=false``, ``optimised_steps=[2,3]``."""
+        changes = {}
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for setting in settings:
+            key, sep, text = setting.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in fields:
+                raise InputError(f"--set {setting!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            current = getattr(self, key)
+            if isinstance(value, list):
+                value = tuple(value)
+            expected = type(current) if current is not None else None
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if expected is not None and not isinstance(value, expected) or isinstance(value, bool) != isinstance(current, bool):
+                if value is not None:
+                    raise InputError(f"--set {setting!r}: expected a {type(current).__name__} like {current!r}")
+            changes[key] = value
+        return self.replace(**changes)
+
+    def validate(self, size_multiple: int = 64) -> None:
+        """Raise `InputError` naming the first setting that cannot work. Sizes must be multiples of
+        `size_multiple`: the VAE factor x the UNet's downsampling (64 for SVD)."""
         positive = {"num_inference_steps": self.num_inference_steps, "decode_chunk_size": self.decode_chunk_size}
         for name in ("height", "width", "num_frames"):
             if getattr(self, name) is not None:
@@ -69,8 +97,8 @@ class SGI2VConfig:
                 raise InputError(f"setting '{name}' must be a positive integer, got {value}")
         for name in ("height", "width"):
             value = getattr(self, name)
-            if value is not None and value % 64:
-                raise InputError(f"setting '{name}' must be a multiple of 64, got {value}")
+            if value is not None and value % size_multiple:
+                raise InputError(f"setting '{name}' must be a multiple of {size_multiple}, got {value}")
         if self.num_frames is not None and self.num_frames < 2:
             raise InputError(f"setting 'num_frames' must be at least 2, got {self.num_frames}")
         if self.iterations < 0 or self.learning_rate < 0 or self.weight_decay < 0:

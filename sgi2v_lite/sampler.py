@@ -70,7 +70,7 @@ def resolve_config(pipe, config: SGI2VConfig) -> SGI2VConfig:
         num_frames=config.num_frames or unet.config.num_frames,
         feature_layers=tuple(config.feature_layers or default_feature_layers(unet)),
     )
-    config.validate()
+    config.validate(size_multiple=pipe.vae_scale_factor * 2 ** (len(unet.down_blocks) - 1))
     return config
 
 

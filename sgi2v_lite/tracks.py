@@ -214,7 +214,7 @@ def from_reference_traj(traj: np.ndarray, image_size: tuple[int, int] = (1024, 5
         raise InputError(f"reference trajectory: expected an array of shape (N, 2 + F, 2), got {traj.shape}")
     data = {
         "image_size": list(image_size),
-        "tracks": [{"box": [*t[0], *t[1]], "path": t[2:].tolist()} for t in traj.tolist()],
+        "tracks": [{"box": [*t[0].tolist(), *t[1].tolist()], "path": t[2:].tolist()} for t in traj],
     }
     return parse_tracks(data)
 

@@ -66,7 +66,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 7) -> Path:
     use_bundled_ffmpeg()
     if path.suffix.lower() == ".mp4" and (frames.shape[1] % 2 or frames.shape[2] % 2):
         frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # H.264 needs even sizes
-    mediapy.write_video(path, frames, fps=fps)
+    codec = "gif" if path.suffix.lower() == ".gif" else "h264"
+    mediapy.write_video(path, frames, fps=fps, codec=codec)
     return path
 
 
@@ -76,7 +77,9 @@ def read_video(path: str | Path) -> np.ndarray:
     if path.suffix.lower() == ".npz":
         with np.load(path) as data:
             return data["frames"]
-    import mediapy
+    import imageio_ffmpeg  # mediapy's reader passes -vsync, which recent ffmpeg builds no longer accept
 
-    use_bundled_ffmpeg()
-    return np.asarray(mediapy.read_video(path))
+    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-fps_mode", "passthrough"])
+    meta = next(reader)
+    width, height = meta["size"]
+    return np.stack([np.frombuffer(raw, np.uint8).reshape(height, width, 3) for raw in reader])

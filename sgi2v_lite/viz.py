@@ -55,6 +55,9 @@ def frame_strip(frames: np.ndarray, every: int = 1, gap: int = 2) -> np.ndarray:
 
 
 def save_png(path, image: np.ndarray) -> None:
+    from pathlib import Path
+
     from PIL import Image
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)

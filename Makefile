@@ -1,0 +1,39 @@
+# sgi2v-lite: `make demo` runs the main job on the toy world, `make test` runs the tests.
+# Both create the virtual environment first when it is missing or out of date.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-fast benchmark clean
+
+setup: $(STAMP)
+
+# torch first: on a machine without CUDA, torch==2.13.0 is the local CPU wheel; any other spec
+# would pull gigabytes of CUDA packages. With CUDA, pip picks torch as usual.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "CUDA found: torch comes from the package index"; \
+	else \
+		$(PY) -m pip install -q torch==2.13.0; \
+	fi
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m sgi2v_lite generate --model toy --image data/examples/shapes.png \
+		--tracks data/examples/shapes.json --out out/demo.mp4 --overlay --strip out/demo.png
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+benchmark: setup
+	$(PY) benchmarks/guided_vs_unguided.py
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,67 @@
+"""Shared fixtures: the tiny random SVD pipeline (diffusers' get_dummy_components pattern), small
+settings, and the reference trajectory files. Nothing here downloads anything."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE_TRAJ = sorted((FIXTURES / "reference_traj").glob("*.npy"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    from sgi2v_lite.models import load_pipeline
+
+    return load_pipeline("tiny-random")
+
+
+@pytest.fixture
+def tiny_config():
+    """32 x 32 frames, few steps and iterations: a whole guided run of the tiny pipeline in well
+    under a second (the tracks below are drawn on a 64 x 64 image and rescaled)."""
+    from sgi2v_lite.config import get_preset
+
+    return get_preset("toy").replace(height=32, width=32, num_inference_steps=4, optimised_steps=(1, 2), iterations=2)
+
+
+@pytest.fixture
+def tiny_tracks():
+    from sgi2v_lite.tracks import parse_tracks
+
+    return parse_tracks(
+        {
+            "image_size": [64, 64],
+            "tracks": [
+                {"box": [8, 8, 24, 24], "path": [[16, 16], [40, 30]]},
+                {"box": [40, 40, 56, 56], "path": [[48, 48]]},
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def tiny_image():
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:64, 0:64]
+    rgb = np.stack([x * 4, y * 4, 255 - x * 2], -1).astype(np.uint8)
+    rgb[8:24, 8:24] = (230, 30, 30)
+    return Image.fromarray(rgb)
+
+
+def unet_inputs(unet, batch=1, frames=3, seed=0):
+    """Random inputs for an SVD UNet: latent (B, F, 8, h, w), timestep, CLIP embedding, time ids."""
+    generator = torch.Generator().manual_seed(seed)
+    size = unet.config.sample_size
+    sample = torch.randn(batch, frames, unet.config.in_channels, size, size, generator=generator)
+    embedding = torch.randn(batch, 1, unet.config.cross_attention_dim, generator=generator)
+    time_ids = torch.tensor([[6.0, 127.0, 0.02]]).repeat(batch, 1)
+    return sample, torch.tensor(5.0), dict(encoder_hidden_states=embedding, added_time_ids=time_ids)

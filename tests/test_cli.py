@@ -1,0 +1,135 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REFERENCE_TRAJ, ROOT
+from sgi2v_lite.cli import main
+from sgi2v_lite.video import read_video
+
+FAST = ["--model", "tiny-random", "--steps", "3", "--height", "32", "--width", "32", "--set", "iterations=2", "--quiet"]
+
+
+@pytest.fixture
+def inputs(tmp_path, tiny_image, tiny_tracks):
+    tiny_image.save(tmp_path / "image.png")
+    tiny_tracks.save(tmp_path / "tracks.json")
+    return tmp_path
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".mp4", ".gif"])
+def test_generate_writes_a_video_with_f_frames(inputs, suffix, capsys):
+    out = inputs / f"video{suffix}"
+    code = main(["generate", "--image", str(inputs / "image.png"), "--tracks", str(inputs / "tracks.json"),
+                 "--out", str(out), "--overlay", *FAST])  # fmt: skip
+    assert code == 0
+    frames = read_video(out)
+    assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_overlay_draws_the_track_colours(inputs):
+    plain, overlaid = inputs / "plain.npz", inputs / "overlay.npz"
+    common = ["generate", "--image", str(inputs / "image.png"), "--tracks", str(inputs / "tracks.json"), *FAST]
+    assert main([*common, "--out", str(plain)]) == 0
+    assert main([*common, "--out", str(overlaid), "--overlay"]) == 0
+    a, b = read_video(plain), read_video(overlaid)
+    changed = (a != b).any(-1)  # (F, H, W)
+    assert changed.any(axis=(1, 2)).all()  # every frame has its boxes drawn
+    assert (b[0][changed[0]] == (230, 25, 75)).all(-1).any()  # track 0's colour
+
+
+def test_python_dash_m_entry_point(inputs):
+    out = inputs / "v.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "sgi2v_lite", "generate", "--image", str(inputs / "image.png"), "--out", str(out),
+         "--tracks", str(inputs / "tracks.json"), "--no-guidance", "--strip", str(inputs / "strip.png"), *FAST],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "unguided" in result.stdout and out.is_file() and (inputs / "strip.png").is_file()
+
+
+def bad(inputs, tmp_path):
+    nan_tracks = tmp_path / "nan.json"
+    nan_tracks.write_text('{"image_size": [64, 64], "tracks": [{"box": [1, NaN, 3, 4], "path": [[1, 1]]}]}')
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"image_size": [64, 64], "tracks": [{"box": [1, 2')
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    inverted = tmp_path / "inverted.json"
+    inverted.write_text(json.dumps({"image_size": [64, 64], "tracks": [{"box": [30, 10, 20, 20], "path": [[1, 1]]}]}))
+    image, tracks = str(inputs / "image.png"), str(inputs / "tracks.json")
+    return [
+        (["--image", str(tmp_path / "missing.png"), "--tracks", tracks], "image not found"),
+        (["--image", str(not_image), "--tracks", tracks], "cannot read image"),
+        (["--image", image, "--tracks", str(broken)], "is not valid JSON"),
+        (["--image", image, "--tracks", str(nan_tracks)], "track 0: field 'box'[1]: expected a finite number"),
+        (["--image", image, "--tracks", str(inverted)], "track 0: field 'box': x1 (20) must be greater than x0 (30)"),
+        (["--image", image, "--tracks", str(tmp_path / "none.json")], "tracks file not found"),
+        (["--image", image, "--model", "sdxl"], "unknown model 'sdxl'"),
+        (["--image", image, "--model", str(tmp_path)], "holds no model_index.json"),
+        (["--image", image, "--steps", "0"], "--steps: expected a positive integer, got 0"),
+        (["--image", image, "--frames", "-3"], "--frames: expected a positive integer"),
+        (["--image", image, "--frames", "1"], "'num_frames' must be at least 2"),
+        (["--image", image, "--steps", "x"], "expected a positive integer, got 'x'"),
+        (["--image", image, "--preset", "fast"], "invalid choice: 'fast'"),
+        (["--image", image, "--height", "50"], "'height' must be a multiple of 4"),
+        (["--image", image, "--set", "learning_rate"], "expected KEY=VALUE"),
+        (["--image", image, "--set", "frequency_mix=maybe"], "expected a bool like True"),
+    ]
+
+
+def test_every_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys):
+    for args, message in bad(inputs, tmp_path):
+        out = "--out", str(tmp_path / "v.npz")
+        argv = ["generate", *args, *out] + (["--model", "tiny-random"] if "--model" not in args else [])
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # argparse's own checks exit from inside
+            code = stop.code
+        assert code == 2, args
+        err = capsys.readouterr().err.strip()
+        assert message in err, (args, err)
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+
+
+def test_bad_output_suffix(inputs, capsys):
+    assert main(["generate", "--image", str(inputs / "image.png"), "--out", str(inputs / "v.avi"), *FAST]) == 2
+    assert "unknown video type '.avi'" in capsys.readouterr().err
+
+
+def test_rgba_greyscale_and_odd_sizes_work(tmp_path):
+    from PIL import Image
+
+    for mode, size in (("RGBA", (101, 77)), ("L", (50, 130)), ("P", (64, 64))):
+        path = tmp_path / f"{mode}.png"
+        Image.new(mode, size).save(path)
+        tracks = tmp_path / "t.json"
+        w, h = size
+        tracks.write_text(json.dumps({"image_size": [w, h], "tracks": [{"box": [0, 0, w / 2, h / 2], "path": [[w / 4, h / 4], [w, h]]}]}))
+        out = tmp_path / f"{mode}.npz"
+        assert main(["generate", "--image", str(path), "--tracks", str(tracks), "--out", str(out), *FAST]) == 0
+        assert read_video(out).shape == (4, 32, 32, 3)
+
+
+def test_tracks_convert_round_trip(tmp_path, capsys):
+    source = REFERENCE_TRAJ[0]
+    assert main(["tracks", "convert", str(source), str(tmp_path / "t.json")]) == 0
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["image_size"] == [1024, 576] and len(data["tracks"]) == np.load(source).shape[0]
+    assert main(["tracks", "convert", str(tmp_path / "t.json"), str(tmp_path / "t.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), np.load(source))
+    # --image takes the size from the image
+    from PIL import Image
+
+    Image.new("RGB", (2048, 1152)).save(tmp_path / "big.png")
+    assert main(["tracks", "convert", str(source), str(tmp_path / "big.json"), "--image", str(tmp_path / "big.png")]) == 0
+    assert json.loads((tmp_path / "big.json").read_text())["image_size"] == [2048, 1152]
+    # resampling to another frame count on export
+    assert main(["tracks", "convert", str(tmp_path / "t.json"), str(tmp_path / "t25.npy"), "--frames", "25"]) == 0
+    assert np.load(tmp_path / "t25.npy").shape[1] == 27
+    assert main(["tracks", "convert", str(tmp_path / "t.json"), str(tmp_path / "t.txt")]) == 2
+    assert "expected a .json or .npy path" in capsys.readouterr().err
