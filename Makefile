@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast benchmark clean
+.PHONY: setup demo test test-fast test-browser benchmark clean
 
 setup: $(STAMP)
 
@@ -27,10 +27,14 @@ demo: setup
 		--tracks data/examples/shapes.json --out out/demo.mp4 --overlay --strip out/demo.png
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not browser"
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+# The drawing widget in JupyterLab + Chromium (Playwright; needs /usr/bin/chromium, fails without it).
+test-browser: setup
+	SGI2V_REQUIRE_BROWSER=1 $(PY) -m pytest -q -m browser tests/browser
 
 benchmark: setup
 	$(PY) benchmarks/guided_vs_unguided.py

@@ -65,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("W", "H"),
                          help="image size for .npy -> .json without --image (default 1024 576)")  # fmt: skip
     convert.add_argument("--frames", type=_positive_int, default=14, help="frames in the .npy (default 14)")
+    toy = commands.add_parser("toy", help="the toy world")
+    toy_commands = toy.add_subparsers(dest="toy_command", required=True, parser_class=_Parser)
+    scene = toy_commands.add_parser("scene", help="write a toy scene's first frame and ground-truth tracks")
+    scene.add_argument("--seed", type=int, default=0)
+    scene.add_argument("--out", required=True, help="folder for image.png, tracks.json (and video.gif with --video)")
+    scene.add_argument("--frames", type=_positive_int, default=8)
+    scene.add_argument("--size", type=_positive_int, default=128)
+    scene.add_argument("--camera", choices=["none", "pan", "zoom_in", "zoom_out"], help="default: drawn at random")
+    scene.add_argument("--video", action="store_true", help="also write the ground-truth video")
+
+    evaluate = commands.add_parser("evaluate", help="ObjMC, object integrity and quality on held-out toy scenes")
+    evaluate.add_argument("--model", default="toy")
+    evaluate.add_argument("--scenes", type=_positive_int, default=8)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--rows", help="comma-separated subset of the rows (default: all)")
+    evaluate.add_argument("--out", help="also write the markdown table to this file")
     return parser
 
 
@@ -140,6 +156,40 @@ def cmd_tracks_convert(args) -> int:
     return 0
 
 
+def cmd_toy_scene(args) -> int:
+    from .toy.world import make_scene
+    from .video import write_video
+    from .viz import save_png
+
+    scene = make_scene(args.seed, args.size, args.frames, camera=args.camera)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_png(out / "image.png", scene.frames[0])
+    scene.tracks().save(out / "tracks.json")
+    if args.video:
+        write_video(out / "video.gif", scene.frames)
+    shapes = ", ".join(o.shape for o in scene.objects)
+    print(f"wrote {out}/image.png and tracks.json: {shapes}; camera {scene.camera}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .models import load_pipeline
+    from .toy.evaluate import DEFAULT_ROWS, HEADER, ROWS, evaluate, format_table
+
+    rows = tuple(r.strip() for r in args.rows.split(",")) if args.rows else DEFAULT_ROWS
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise InputError(f"unknown row(s) {unknown}; choose from: {', '.join(ROWS)}")
+    pipe = load_pipeline(args.model)
+    print(HEADER, flush=True)
+    table = format_table(evaluate(pipe, args.scenes, args.seed, rows))
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    print(f"\n{args.scenes} held-out scenes (seed {args.seed}), model {args.model}")
+    return 0
+
+
 def main(argv=None) -> int:
     warnings.simplefilter("ignore", FutureWarning)
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
@@ -147,6 +197,10 @@ def main(argv=None) -> int:
     try:
         if args.command == "generate":
             return cmd_generate(args)
+        if args.command == "toy":
+            return cmd_toy_scene(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
         return cmd_tracks_convert(args)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

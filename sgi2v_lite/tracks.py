@@ -59,8 +59,14 @@ class Tracks:
             ],
         }
 
+    def to_json(self) -> str:
+        """The JSON text, one track a line."""
+        data = self.to_dict()
+        lines = [json.dumps(track) for track in data["tracks"]]
+        return f'{{"image_size": {json.dumps(data["image_size"])},\n "tracks": [\n  ' + ",\n  ".join(lines) + "\n ]}\n"
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        Path(path).write_text(self.to_json())
 
     # ------------------------------------------------------------ per-frame geometry
     def centres(self, num_frames: int) -> np.ndarray:

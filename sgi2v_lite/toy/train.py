@@ -1,0 +1,264 @@
+"""Train the toy-world pipeline from scratch: a real `StableVideoDiffusionPipeline` at toy size.
+
+    python -m sgi2v_lite.toy.train --out data/toy-svd [--vae-steps N] [--unet-steps N] [--seed S]
+
+Stage 1, the VAE (`AutoencoderKLTemporalDecoder`, x4): reconstruction of toy clips (64 px crops:
+it is convolutional) with a small KL term; its scaling factor is then set so latents have unit std.
+Stage 2, the UNet (`UNetSpatioTemporalConditionModel`) and the image encoder
+(`CLIPVisionModelWithProjection`), trained together the way SVD was: EDM preconditioning with
+v-prediction (what diffusers' `EulerDiscreteScheduler` with SVD's settings inverts), log-normal
+noise levels, the first frame's noise-augmented latent concatenated to the noisy latent, the CLIP
+embedding for cross-attention, fps / motion bucket / noise augmentation as time ids, and
+conditioning dropout (image latent and embedding zeroed together, as the unconditional half of CFG).
+An exponential moving average of the UNet's weights is what gets saved.
+
+Every clip is freshly generated (`world.make_scene`), so the model never sees a clip twice; the
+evaluation uses seeds from a separate range (`EVAL_SEED_OFFSET`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .world import make_scene
+
+TRAIN_SEED_OFFSET = 0  # training clips use seeds 0, 1, 2, ...
+EVAL_SEED_OFFSET = 10_000_000  # evaluation scenes never overlap training clips
+FRAME_SIZE, NUM_FRAMES = 128, 8
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+UNET_CONFIG = dict(
+    sample_size=32,  # 128 px frames through a x4 VAE: a 32 x 32 latent
+    in_channels=8,
+    out_channels=4,
+    # SVD's blocks, without attention at the 32 x 32 level (too slow on a CPU): the middle-resolution
+    # up block, up_blocks[1] at 16 x 16, plays the role of SVD's up_blocks[2] at 36 x 64
+    down_block_types=("DownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal"),
+    up_block_types=("CrossAttnUpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal", "UpBlockSpatioTemporal"),
+    block_out_channels=(32, 64, 96),
+    layers_per_block=1,
+    cross_attention_dim=64,
+    num_attention_heads=(2, 4, 6),
+    addition_time_embed_dim=32,
+    projection_class_embeddings_input_dim=96,
+    num_frames=NUM_FRAMES,
+)
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    block_out_channels=(32, 64, 64),
+    layers_per_block=1,
+    latent_channels=4,
+    sample_size=FRAME_SIZE,
+)
+IMAGE_ENCODER_CONFIG = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    projection_dim=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=4,
+)
+
+
+def clip_batch(seeds) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh toy clips: video (B, F, 3, H, W) in [-1, 1] and motion bucket ids (B,)."""
+    scenes = [make_scene(int(s), FRAME_SIZE, NUM_FRAMES) for s in seeds]
+    video = torch.from_numpy(np.stack([s.frames for s in scenes])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+    return video, torch.tensor([s.motion_bucket_id for s in scenes], dtype=torch.float32)
+
+
+def clip_encoder_input(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> CLIP-normalised (B, 3, size, size), as `sampler.encode_conditioning`."""
+    x = F.interpolate(images, (size, size), mode="bicubic", antialias=True, align_corners=False)
+    x = ((x + 1) / 2).clamp(0, 1)
+    return (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+
+class Log:
+    """Losses to a JSON-lines file and stdout."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.path.write_text("")
+        self.started = time.perf_counter()
+
+    def __call__(self, **values):
+        values["minutes"] = round((time.perf_counter() - self.started) / 60, 2)
+        with self.path.open("a") as file:
+            file.write(json.dumps(values) + "\n")
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()), flush=True)
+
+
+def vae_loss(vae, frames: torch.Tensor, num_frames: int, kl_weight: float = 1e-4) -> tuple[torch.Tensor, dict]:
+    """Reconstruction (MSE + 0.5 L1) of frames (B*F, 3, h, w) through the posterior's mode, plus a
+    small KL term that keeps the latents near unit scale. Decoding the mode (not a sample) is what
+    SVD's pipeline does with the conditioning frame, and it trains several times faster here."""
+    posterior = vae.encode(frames).latent_dist
+    reconstruction = vae.decode(posterior.mode(), num_frames=num_frames).sample
+    mse = F.mse_loss(reconstruction, frames)
+    kl = posterior.kl().mean() / posterior.mean[0].numel()
+    loss = mse + 0.5 * F.l1_loss(reconstruction, frames) + kl_weight * kl
+    return loss, {"mse": mse.item(), "kl": kl.item()}
+
+
+def train_vae(steps: int, seed: int, log: Log, batch_clips: int = 2, crop: int = 64, lr: float = 2e-3, config=None):
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKLTemporalDecoder(**(config or VAE_CONFIG))
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    for step in range(steps):
+        current_lr = lr * min(1, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for group in optimiser.param_groups:
+            group["lr"] = current_lr
+        video, _ = clip_batch(TRAIN_SEED_OFFSET + seed * 1_000_000 + step * batch_clips + np.arange(batch_clips))
+        y, x = rng.integers(0, FRAME_SIZE - crop + 1, 2)
+        frames = video[..., y : y + crop, x : x + crop].flatten(0, 1)  # (B*F, 3, crop, crop), one crop per batch
+        loss, parts = vae_loss(vae, frames, NUM_FRAMES)
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimiser.step()
+        if step % 25 == 0 or step == steps - 1:
+            log(stage="vae", step=step, loss=loss.item(), lr=current_lr, **parts)
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():  # scaling factor: latents of unit standard deviation, as SVD's 0.18215 does
+        video, _ = clip_batch(EVAL_SEED_OFFSET - 1000 + np.arange(8))
+        latents = vae.encode(video.flatten(0, 1)).latent_dist.mode()
+        vae.register_to_config(scaling_factor=float(1 / latents.std()))
+        reconstruction = vae.decode(latents, num_frames=NUM_FRAMES).sample
+        psnr = -10 * math.log10(F.mse_loss(reconstruction, video.flatten(0, 1)).item() / 4)  # peak-to-peak 2
+    log(stage="vae-done", scaling_factor=vae.config.scaling_factor, psnr_db=psnr)
+    return vae
+
+
+def diffusion_loss(unet, image_encoder, vae, video: torch.Tensor, motion_bucket: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """SVD's training objective on a batch of clips (B, F, 3, H, W) in [-1, 1].
+
+    EDM preconditioning with v-prediction and sigma_data = 1, the parametrisation that diffusers'
+    EulerDiscreteScheduler (prediction_type "v_prediction", timestep_type "continuous") inverts:
+    x0 = c_skip * x_sigma + c_out * F(c_in * x_sigma, 0.25 log sigma), with
+    c_in = 1/sqrt(sigma^2+1), c_skip = 1/(sigma^2+1), c_out = -sigma/sqrt(sigma^2+1)."""
+    batch, frames = video.shape[:2]
+    scaling = vae.config.scaling_factor
+    # noise augmentation of the conditioning frame: log-normal strength, as SVD
+    noise_aug = torch.exp(-3.0 + 0.5 * torch.randn(batch, generator=generator))
+    first = video[:, 0]
+    with torch.no_grad():
+        clean_latents = vae.encode(video.flatten(0, 1)).latent_dist.mode().unflatten(0, (batch, frames)) * scaling
+        noisy_first = first + noise_aug.view(-1, 1, 1, 1) * torch.randn(first.shape, generator=generator)
+        image_latent = vae.encode(noisy_first).latent_dist.mode()  # unscaled, as SVD's pipeline
+    embeddings = image_encoder(clip_encoder_input(first, image_encoder.config.image_size)).image_embeds[:, None]
+    # conditioning dropout: the unconditional half of CFG sees zeros for both
+    keep = (torch.rand(batch, generator=generator) > 0.1).float()
+    embeddings = embeddings * keep.view(-1, 1, 1)
+    image_latents = (image_latent * keep.view(-1, 1, 1, 1))[:, None].repeat(1, frames, 1, 1, 1)
+    time_ids = torch.stack([torch.full((batch,), 6.0), motion_bucket, noise_aug], dim=1)  # fps - 1, motion, aug
+
+    sigma = torch.exp(0.7 + 1.6 * torch.randn(batch, generator=generator)).view(-1, 1, 1, 1, 1)
+    noisy = clean_latents + sigma * torch.randn(clean_latents.shape, generator=generator)
+    c_in, c_skip, c_out = 1 / (sigma**2 + 1).sqrt(), 1 / (sigma**2 + 1), -sigma / (sigma**2 + 1).sqrt()
+    model_input = torch.cat([noisy * c_in, image_latents], dim=2)
+    prediction = unet(model_input, 0.25 * sigma.flatten().log(), embeddings, time_ids).sample
+    target = (clean_latents - c_skip * noisy) / c_out
+    return F.mse_loss(prediction, target)
+
+
+def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: float = 4e-4, ema_decay: float = 0.998,
+               checkpoint=None, checkpoint_every: int = 250, unet_config=None, image_encoder_config=None):  # fmt: skip
+    from diffusers import UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed + 1)
+    unet = UNetSpatioTemporalConditionModel(**(unet_config or UNET_CONFIG))
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**(image_encoder_config or IMAGE_ENCODER_CONFIG)))
+    parameters = list(unet.parameters()) + list(image_encoder.parameters())
+    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
+    ema_unet, ema_encoder = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(image_encoder).requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed + 2)
+    for step in range(steps):
+        current_lr = lr * min(1, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for group in optimiser.param_groups:
+            group["lr"] = current_lr
+        seeds = TRAIN_SEED_OFFSET + 5_000_000 + seed * 1_000_000 + step * batch_clips + np.arange(batch_clips)
+        video, motion_bucket = clip_batch(seeds)  # (B, F, 3, H, W)
+        loss = diffusion_loss(unet, image_encoder, vae, video, motion_bucket, generator)
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimiser.step()
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ema, model in ((ema_unet, unet), (ema_encoder, image_encoder)):
+                for e, p in zip(ema.parameters(), model.parameters()):
+                    e.lerp_(p, 1 - decay)
+        if step % 25 == 0 or step == steps - 1:
+            log(stage="unet", step=step, loss=loss.item(), lr=current_lr)
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0:
+            checkpoint(ema_unet, ema_encoder, step + 1)
+    return ema_unet, ema_encoder
+
+
+def assemble(vae, unet, image_encoder):
+    from diffusers import StableVideoDiffusionPipeline
+    from transformers import CLIPImageProcessor
+
+    from ..models import svd_scheduler
+
+    size = IMAGE_ENCODER_CONFIG["image_size"]
+    feature_extractor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                           image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))  # fmt: skip
+    return StableVideoDiffusionPipeline(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=svd_scheduler(),
+                                        feature_extractor=feature_extractor)  # fmt: skip
+
+
+def save(pipe, out: Path) -> None:
+    """save_pretrained in float16 (half the size; loads into float32 with torch_dtype)."""
+    pipe = copy.deepcopy(pipe)
+    for module in (pipe.unet, pipe.vae, pipe.image_encoder):
+        module.to(torch.float16)
+    pipe.save_pretrained(out)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="data/toy-svd")
+    parser.add_argument("--vae-steps", type=int, default=600)
+    parser.add_argument("--unet-steps", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(out / "training_log.jsonl")
+    started = time.perf_counter()
+    vae = train_vae(args.vae_steps, args.seed, log)
+
+    def checkpoint(unet, image_encoder, step):
+        save(assemble(vae, unet, image_encoder), out)
+        log(stage="checkpoint", step=step)
+
+    unet, image_encoder = train_unet(vae, args.unet_steps, args.seed, log, checkpoint=checkpoint)
+    save(assemble(vae, unet, image_encoder), out)
+    log(stage="done", vae_steps=args.vae_steps, unet_steps=args.unet_steps,
+        total_minutes=round((time.perf_counter() - started) / 60, 1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

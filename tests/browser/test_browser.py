@@ -1,0 +1,214 @@
+"""The drawing widget in a real browser: JupyterLab + Debian's Chromium, driven by Playwright.
+
+Starts JupyterLab on 127.0.0.1 (a free port, a token, settings and notebook in a temporary folder),
+opens `widget_demo.ipynb`, runs it, drags a box and then a path on the canvas with the mouse, and
+reads the tracks back from the kernel (a cell that prints them) and from the autosave file. Saves
+screenshots to out/browser/. JupyterLab is shut down at the end, whatever happened.
+
+Run with `make test-browser`. Needs /usr/bin/chromium (`apt-get install chromium`; another
+binary with CHROMIUM=...) and the `playwright` package; never downloads a browser. Without them
+the test is skipped, unless SGI2V_REQUIRE_BROWSER=1 (set by `make test-browser`), then it fails.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SCREENSHOTS = ROOT / "out" / "browser"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+TOKEN = "sgi2v-browser-test"
+# JupyterLab settings for the test: no news or update checks, no document autosave, no kernel dialog.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True},
+}
+
+
+def _require_browser():
+    problem = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problem = "the playwright package is missing (pip install -e '.[dev]')"
+    if problem is None and not Path(CHROMIUM).is_file():
+        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM=...)"
+    if problem:
+        if os.environ.get("SGI2V_REQUIRE_BROWSER") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"JupyterLab exited with code {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"JupyterLab did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen, base_url: str) -> None:
+    """Shut JupyterLab down through its API (it stops its kernels), then by signal if needed."""
+    if process.poll() is None:
+        try:
+            request = urllib.request.Request(f"{base_url}/api/shutdown?token={TOKEN}", method="POST", data=b"")
+            urllib.request.urlopen(request, timeout=5).close()
+        except OSError:
+            pass
+    for sig, wait in ((None, 15), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        if sig is not None and process.poll() is None:
+            os.killpg(process.pid, sig)  # its own process group: the server and what it started
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def jupyter_lab(tmp_path):
+    """A JupyterLab serving a copy of widget_demo.ipynb from tmp_path; yields (base_url, tmp_path)."""
+    _require_browser()
+    shutil.copy(HERE / "widget_demo.ipynb", tmp_path / "widget_demo.ipynb")
+    settings = tmp_path / "lab-settings"
+    for name, values in LAB_SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(values))
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, SGI2V_WIDGET_AUTOSAVE=str(tmp_path / "autosave.json"), HF_HUB_OFFLINE="1",
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), PYTHONPATH=str(ROOT))  # fmt: skip
+    log = tmp_path / "jupyterlab.log"
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}",
+                f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+            ],  # fmt: skip
+            cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        _wait_for_server(f"{base_url}/api/status?token={TOKEN}", process, log)
+        yield base_url, tmp_path
+    finally:
+        _stop(process, base_url)
+
+
+def _run_all_cells(page) -> None:
+    kernel_dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    page.wait_for_timeout(1000)
+    if kernel_dialog.is_visible():  # should the settings above not keep it away
+        kernel_dialog.get_by_role("button", name="Select").click()
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def _drag(page, points) -> None:
+    """Press at the first point, move through the others, release at the last (page pixels)."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=3)
+    page.mouse.up()
+
+
+def test_draw_a_box_and_a_path_with_the_mouse(jupyter_lab):
+    from playwright.sync_api import sync_playwright
+
+    base_url, folder = jupyter_lab
+    autosave = folder / "autosave.json"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "failure.png").unlink(missing_ok=True)  # only a failing run leaves one
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(folder / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 1300},
+        )  # fmt: skip
+        page = context.pages[0] if context.pages else context.new_page()
+        console = []
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        try:
+            page.goto(f"{base_url}/lab/tree/widget_demo.ipynb?token={TOKEN}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            _run_all_cells(page)
+            canvas = page.locator("canvas.sgi2v-canvas")
+            canvas.wait_for(state="visible", timeout=60_000)
+            canvas.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)  # let the first paint arrive
+            bounds = canvas.bounding_box()
+
+            def at(fx, fy):  # a point of the canvas given as fractions of its size, in page pixels
+                return (bounds["x"] + fx * bounds["width"], bounds["y"] + fy * bounds["height"])
+
+            # the box around the red square of shapes.png (pixels 40..104 x 96..160 of 256)
+            _drag(page, [at(40 / 256, 96 / 256), at(0.3, 0.5), at(104 / 256, 160 / 256)])
+            # its path, from the box centre: right and up, then right and down
+            _drag(page, [at(72 / 256, 128 / 256), at(130 / 256, 110 / 256), at(184 / 256, 136 / 256)])
+
+            deadline = time.monotonic() + 20  # the kernel handles the events and autosaves
+            while time.monotonic() < deadline:
+                saved = json.loads(autosave.read_text()) if autosave.is_file() else {"tracks": []}
+                if saved["tracks"] and len(saved["tracks"][0]["path"]) > 1:
+                    break
+                page.wait_for_timeout(200)
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(SCREENSHOTS / "page.png"))
+            page.locator(".jp-OutputArea-output", has=canvas).screenshot(path=str(SCREENSHOTS / "widget.png"))
+
+            # ask the kernel: run the last cell, which prints the tracks
+            print_cell = page.locator(".jp-CodeCell", has_text='print("TRACKS"')
+            print_cell.locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Control+Enter")  # run it, stay there
+            printed = print_cell.locator(".jp-OutputArea-output", has_text="TRACKS {")
+            printed.wait_for(timeout=30_000)
+            from_kernel = json.loads(printed.inner_text().split("TRACKS", 1)[1])
+        except Exception:
+            page.screenshot(path=str(SCREENSHOTS / "failure.png"))
+            print("\n".join(console[-30:]))
+            raise
+        finally:
+            context.close()
+
+    assert from_kernel == saved  # the kernel's tracks are the autosaved ones
+    assert from_kernel["image_size"] == [256, 256]
+    (track,) = from_kernel["tracks"]
+    # one page pixel is half an image pixel (a 256 px image shown at 512): allow a few pixels
+    assert track["box"] == pytest.approx([40, 96, 104, 160], abs=3)
+    path = track["path"]
+    assert len(path) == 8  # one centre per frame
+    centre = [(track["box"][0] + track["box"][2]) / 2, (track["box"][1] + track["box"][3]) / 2]
+    assert path[0] == pytest.approx(centre, abs=0.01)
+    assert path[-1] == pytest.approx([184, 136], abs=4)
+    assert min(y for _, y in path) < 120  # it went up through (130, 110) on the way
+    assert (SCREENSHOTS / "widget.png").stat().st_size > 0

@@ -1,0 +1,187 @@
+"""The toy world: generator ground truth, the model-free tracker, the evaluation targets, and the
+training losses (a few steps on tiny data must lower them)."""
+
+import numpy as np
+import pytest
+import torch
+
+from sgi2v_lite.toy.evaluate import TARGET_KINDS, _boxes_overlap, colour_area, make_case, score_video, track_template
+from sgi2v_lite.toy.world import make_scene
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_ground_truth_boxes_hold_their_objects(seed):
+    scene = make_scene(seed, size=128, num_frames=8)
+    assert scene.frames.shape == (8, 128, 128, 3) and scene.frames.dtype == np.uint8
+    assert scene.boxes_px.shape == (len(scene.objects), 8, 4)
+    for n, obj in enumerate(scene.objects):
+        occluders = scene.boxes_px[n + 1 :]  # objects drawn later may cover this one
+        for f in range(8):
+            x0, y0, x1, y1 = scene.boxes_px[n, f]
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            covered = any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in occluders[:, f])
+            inside = 0 <= cx < 128 and 0 <= cy < 128
+            if covered or not inside:
+                continue
+            pixel = scene.frames[f, int(cy), int(cx)] / 255
+            assert np.abs(pixel - np.array(obj.colour)).max() < 0.02, (seed, n, f)
+
+
+def test_scenes_are_seeded_and_varied():
+    a, b = make_scene(5), make_scene(5)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    scenes = [make_scene(s) for s in range(40)]
+    assert {len(s.objects) for s in scenes} == {1, 2, 3}
+    assert {o.shape for s in scenes for o in s.objects} == {"circle", "square", "triangle"}
+    assert {s.camera for s in scenes} >= {"none", "pan"}
+    assert min(s.motion_bucket_id for s in scenes) < 60 < 200 < max(s.motion_bucket_id for s in scenes)
+
+
+def test_objects_move_at_constant_velocity_and_bounce():
+    scene = make_scene(2, camera="none")
+    steps = np.diff(scene.centres_px, axis=1)  # (N, F-1, 2)
+    step_lengths = np.linalg.norm(steps, axis=-1)  # (N, F-1)
+    for obj, lengths in zip(scene.objects, step_lengths):
+        speed = np.hypot(*obj.velocity_px)
+        assert (lengths <= speed + 1e-9).all()  # a step that bounces is shorter, never longer
+        assert np.isclose(lengths, speed).sum() >= 5  # between bounces: exactly the speed
+    assert (scene.boxes_px[..., :2] >= -1e-6).all() and (scene.boxes_px[..., 2:] <= 128 + 1e-6).all()
+
+
+def test_camera_zoom_changes_box_sizes_and_pan_moves_the_background():
+    zoom = make_scene(3, camera="zoom_in")
+    widths = zoom.boxes_px[..., 2] - zoom.boxes_px[..., 0]
+    assert (np.diff(widths, axis=1) > 0).all()
+    pan = make_scene(4, camera="pan")
+    assert np.abs(pan.frames[-1].astype(int) - pan.frames[0].astype(int)).mean() > 2
+
+
+def test_tracks_json_is_the_ground_truth(tmp_path):
+    from sgi2v_lite.tracks import load_tracks
+
+    scene = make_scene(7, camera="none")
+    scene.tracks().save(tmp_path / "t.json")
+    tracks = load_tracks(tmp_path / "t.json")
+    np.testing.assert_allclose(tracks.boxes_per_frame(8), scene.boxes_px, atol=1e-9)
+
+
+def test_toy_scene_command(tmp_path):
+    from PIL import Image
+
+    from sgi2v_lite.cli import main
+
+    assert main(["toy", "scene", "--seed", "3", "--out", str(tmp_path)]) == 0
+    image = np.asarray(Image.open(tmp_path / "image.png"))
+    np.testing.assert_array_equal(image, make_scene(3).frames[0])
+    assert (tmp_path / "tracks.json").is_file()
+
+
+def test_tracker_follows_real_videos():
+    """On the ground-truth videos the tracker finds every object that no other object touches."""
+    tested = 0
+    for seed in range(12):
+        scene = make_scene(100 + seed, camera="none")
+        boxes = scene.boxes_px
+        for n in range(len(scene.objects)):
+            others = [m for m in range(len(scene.objects)) if m != n]
+            if any(_boxes_overlap(boxes[n, f], boxes[m, f]) for m in others for f in range(8)):
+                continue
+            centres, correlation = track_template(scene.frames, boxes[n, 0])
+            assert np.linalg.norm(centres - scene.centres_px[n], axis=-1).max() < 1.5
+            assert correlation.min() > 0.95
+            tested += 1
+    assert tested >= 8
+
+
+def test_tracker_and_integrity_see_a_smeared_object():
+    case = make_case(0)
+    smeared = case.scene.frames.copy()
+    # each later frame: the first frame averaged over a growing horizontal shift (a smear)
+    smeared[1:] = np.stack([np.mean([np.roll(smeared[0], s, axis=1) for s in range(0, k + 1, 2)], axis=0)
+                            for k in range(6, 48, 6)]).astype(np.uint8)  # fmt: skip
+    real, broken = score_video(case.scene.frames, case), score_video(smeared, case)
+    assert real["shape_iou"] > 0.95 and broken["shape_iou"] < 0.8 * real["shape_iou"]
+    assert broken["correlation"] < real["correlation"]
+    # a second copy of the object appearing in later frames doubles its colour area
+    x0, y0, x1, y1 = (int(round(v)) for v in case.scene.boxes_px[case.controlled, 0])
+    copied = case.scene.frames.copy()
+    patch = copied[0, y0:y1, x0:x1]
+    target_y, target_x = (0 if y0 > 64 else 128 - patch.shape[0]), (0 if x0 > 64 else 128 - patch.shape[1])
+    copied[1:, target_y : target_y + patch.shape[0], target_x : target_x + patch.shape[1]] = patch
+    assert score_video(copied, case)["area_ratio"] > 1.7 * real["area_ratio"]
+
+
+def test_evaluation_targets_differ_from_the_natural_motion():
+    kinds = []
+    for index in range(12):
+        case = make_case(index)
+        obj = case.scene.objects[case.controlled]
+        target_step = case.target_centres[-1] - case.target_centres[0]
+        natural = case.scene.centres_px[case.controlled, -1] - case.scene.centres_px[case.controlled, 0]
+        kinds.append(case.kind)
+        assert case.target_centres.shape == (8, 2)
+        half = obj.size_px / 2
+        assert (case.target_centres >= half - 1e-6).all() and (case.target_centres <= 128 - half + 1e-6).all()
+        if case.kind == "static":
+            assert np.linalg.norm(target_step) == 0 and np.linalg.norm(natural) > 0
+        else:
+            assert np.linalg.norm(target_step - natural) > 10  # not what the scene does by itself
+    assert set(kinds) == set(TARGET_KINDS)
+
+
+def test_colour_area_counts_the_object():
+    scene = make_scene(1, camera="none")
+    area = colour_area(scene.frames, scene.objects[0].colour)
+    assert 0.5 * scene.objects[0].size_px ** 2 < area[0] < 1.2 * scene.objects[0].size_px ** 2
+
+
+def _overfit(loss_fn, parameters, steps=15, lr=3e-3):
+    optimiser = torch.optim.Adam(parameters, lr=lr)
+    before = loss_fn().item()
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss_fn().backward()
+        optimiser.step()
+    return before, loss_fn().item()
+
+
+def test_a_few_vae_steps_lower_the_loss():
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from sgi2v_lite.toy.train import vae_loss
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                                       latent_channels=4, layers_per_block=1)  # fmt: skip
+    frames = torch.from_numpy(make_scene(0, size=16, num_frames=4).frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    before, after = _overfit(lambda: vae_loss(vae, frames, num_frames=4)[0], vae.parameters(), steps=10)
+    assert after < 0.7 * before
+
+
+def test_a_few_unet_steps_lower_the_diffusion_loss():
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from sgi2v_lite.toy.train import diffusion_loss
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                                       latent_channels=4, layers_per_block=1).requires_grad_(False)  # fmt: skip
+    unet = UNetSpatioTemporalConditionModel(
+        sample_size=8, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=32, num_attention_heads=4, addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
+        num_frames=4,
+    )  # fmt: skip
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37, projection_dim=32,
+                                            num_hidden_layers=1, num_attention_heads=4, image_size=8, patch_size=4))  # fmt: skip
+    scenes = [make_scene(s, size=16, num_frames=4) for s in range(2)]
+    video = torch.from_numpy(np.stack([s.frames for s in scenes])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+    motion = torch.tensor([float(s.motion_bucket_id) for s in scenes])
+
+    def loss():  # the same noise, sigma and dropout draw every time: a fixed objective to overfit
+        return diffusion_loss(unet, encoder, vae, video, motion, torch.Generator().manual_seed(0))
+
+    before, after = _overfit(loss, list(unet.parameters()) + list(encoder.parameters()), steps=12)
+    assert after < 0.7 * before
