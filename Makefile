@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast test-browser benchmark clean
+.PHONY: setup demo test test-fast test-browser benchmark toy-model evaluate clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,14 @@ test-browser: setup
 
 benchmark: setup
 	$(PY) benchmarks/guided_vs_unguided.py
+
+# Retrain the toy-world pipeline from scratch (seeded) into data/toy-svd.
+toy-model: setup
+	$(PY) -m sgi2v_lite.toy.train --out data/toy-svd
+
+# SG-I2V on held-out toy scenes: ObjMC, object integrity, quality, ablations (a markdown table).
+evaluate: setup
+	$(PY) -m sgi2v_lite evaluate --model toy --scenes 32
 
 clean:
 	rm -rf out .pytest_cache

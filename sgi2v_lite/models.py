@@ -159,41 +159,12 @@ def tiny_random_pipeline(seed: int = 0):
 
 
 def untrained_toy_pipeline(seed: int = 0):
-    """Placeholder for the toy-world model until trained weights ship in `data/`: SVD's architecture
-    at toy size (3 levels, 128 x 128 frames, a 32 x 32 latent, 8 frames), random weights.
-    Its videos are noise; everything that uses it says so."""
-    unet = dict(
-        sample_size=32,
-        in_channels=8,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 2 + ("DownBlockSpatioTemporal",),
-        up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 2,
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        cross_attention_dim=32,
-        num_attention_heads=(2, 4, 4),
-        addition_time_embed_dim=16,
-        projection_class_embeddings_input_dim=48,
-        num_frames=8,
-    )
-    vae = dict(
-        block_out_channels=(32, 32, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        latent_channels=4,
-        layers_per_block=1,
-    )
-    clip = dict(
-        hidden_size=32,
-        projection_dim=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        intermediate_size=37,
-        patch_size=4,
-    )
-    pipe = build_pipeline(unet, vae, clip, seed=seed)
+    """Placeholder for the toy-world model until its trained weights ship in `data/`: exactly the
+    architecture `toy/train.py` trains (128 x 128 frames, a 32 x 32 latent, 8 frames), random
+    weights. Its videos are noise; everything that uses it says so."""
+    from .toy.train import IMAGE_ENCODER_CONFIG, UNET_CONFIG, VAE_CONFIG
+
+    pipe = build_pipeline(UNET_CONFIG, VAE_CONFIG, IMAGE_ENCODER_CONFIG, seed=seed)
     pipe.sgi2v_untrained = True
     return pipe
 
