@@ -161,7 +161,7 @@ def record_features(unet, layers, num_frames: int, latent_hw: tuple[int, int], k
     hook = None
     if stop_early:
 
-        def stop(module, args, output):
+        def stop(module, args, output):  # not re-run by gradient checkpointing (it wraps inner modules)
             if recorder.enabled:
                 raise StopForward
 

@@ -162,7 +162,6 @@ def optimise_latent(
     ) as recorder:
         for _ in range(config.iterations):
             optimiser.zero_grad()
-            recorder.enabled = True
             features = run_to_features(
                 unet,
                 recorder,
@@ -172,7 +171,8 @@ def optimise_latent(
                 added_time_ids=conditional.added_time_ids,
             )
             loss = box_loss(feature_map(features, latent_hw), box_cells, valid)
-            recorder.enabled = False  # gradient checkpointing re-runs the layers: record nothing then
+            # keep recording during backward: gradient checkpointing re-runs the hooked layers and
+            # must see the same computation (the extra aligned attention) as the forward did
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
