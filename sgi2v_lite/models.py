@@ -91,15 +91,22 @@ def svd_scheduler():
 def _quiet_transformers():
     """Without torchvision, transformers warns once that `CLIPImageProcessor` falls back to its
     PIL backend. That backend is the one we want (there is no CPU torchvision here): hide the
-    message while diffusers and transformers classes are imported, then restore the verbosity."""
+    message, and the loading progress bars, while diffusers and transformers load, then restore."""
+    import diffusers
     import transformers
 
     verbosity = transformers.logging.get_verbosity()
+    bars_were_on = diffusers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()  # "Loading pipeline components": noise in a notebook
+    transformers.utils.logging.disable_progress_bar()
     try:
         yield
     finally:
         transformers.logging.set_verbosity(verbosity)
+        if bars_were_on:
+            diffusers.utils.logging.enable_progress_bar()
+            transformers.utils.logging.enable_progress_bar()
 
 
 def build_pipeline(

@@ -114,7 +114,7 @@ def vae_loss(vae, frames: torch.Tensor, num_frames: int, kl_weight: float = 1e-4
     return loss, {"mse": mse.item(), "kl": kl.item()}
 
 
-def train_vae(steps: int, seed: int, log: Log, batch_clips: int = 2, crop: int = 64, lr: float = 2e-3, config=None):
+def train_vae(steps: int, seed: int, log: Log, batch_clips: int = 4, crop: int = 32, lr: float = 3e-4, config=None):
     from diffusers import AutoencoderKLTemporalDecoder
 
     torch.manual_seed(seed)
@@ -179,7 +179,7 @@ def diffusion_loss(unet, image_encoder, vae, video: torch.Tensor, motion_bucket:
     return F.mse_loss(prediction, target)
 
 
-def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: float = 4e-4, ema_decay: float = 0.998,
+def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: float = 3e-4, ema_decay: float = 0.998,
                checkpoint=None, checkpoint_every: int = 250, unet_config=None, image_encoder_config=None):  # fmt: skip
     from diffusers import UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -214,6 +214,78 @@ def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: f
     return ema_unet, ema_encoder
 
 
+def plot_log(log_path: Path, png_path: Path) -> None:
+    """Loss curves of both stages from the JSON-lines log, as a PNG beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for axis, stage, key, title in ((axes[0], "vae", "mse", "VAE reconstruction MSE"),
+                                    (axes[1], "unet", "loss", "UNet diffusion loss (EDM, v)")):  # fmt: skip
+        points = [(r["step"], r[key]) for r in records if r.get("stage") == stage]
+        if points:
+            steps, values = zip(*points)
+            axis.plot(steps, values, lw=0.8)
+            axis.set_yscale("log")
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("step")
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=90)
+    plt.close(figure)
+
+
+def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
+    """data/<toy folder>/README.md: data, architecture, parameter counts, training, evaluation."""
+    records = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines() if line.strip()]
+    vae_done = next((r for r in records if r.get("stage") == "vae-done"), {})
+    done = next((r for r in records if r.get("stage") == "done"), {})
+    last = {stage: max((r for r in records if r.get("stage") == stage), key=lambda r: r["step"], default={})
+            for stage in ("vae", "unet")}  # fmt: skip
+    count = lambda module: f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"  # noqa: E731
+    size_mb = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 2**20
+    card = f"""# toy-svd: a Stable Video Diffusion pipeline for the toy world
+
+A real `StableVideoDiffusionPipeline` (diffusers' `UNetSpatioTemporalConditionModel`,
+`AutoencoderKLTemporalDecoder`, `CLIPVisionModelWithProjection` + `CLIPImageProcessor`,
+`EulerDiscreteScheduler` with SVD's settings) at toy size, trained from scratch by
+`sgi2v_lite/toy/train.py` (`make toy-model`) on the procedural videos of `sgi2v_lite/toy/world.py`.
+`load_pipeline("toy")` loads it with `from_pretrained`, the same path as a real checkpoint.
+
+## Data
+Freshly generated clips, never repeated: {FRAME_SIZE} x {FRAME_SIZE} pixels, {NUM_FRAMES} frames; 1 to 3 shapes
+(circle, square, triangle) at constant velocity, bouncing off the borders, over a smooth textured
+background; 25 % of clips with camera pan, zoom in or zoom out. Motion bucket id = mean object
+displacement (0 still .. 255 for 4 px a frame); fps 7; noise augmentation log-normal (-3, 0.5).
+Evaluation scenes come from a disjoint seed range.
+
+## Architecture
+| part | configuration | parameters |
+|---|---|---|
+| UNet | blocks {UNET_CONFIG['block_out_channels']}, down {UNET_CONFIG['down_block_types']}, {UNET_CONFIG['layers_per_block']} layer per block, heads {UNET_CONFIG['num_attention_heads']}, latent 4 x 32 x 32 | {count(pipe.unet)} |
+| VAE | blocks {VAE_CONFIG['block_out_channels']} (x4), 4 latent channels, scaling factor {pipe.vae.config.scaling_factor:.4f} | {count(pipe.vae)} |
+| image encoder | CLIP ViT, hidden {IMAGE_ENCODER_CONFIG['hidden_size']}, {IMAGE_ENCODER_CONFIG['num_hidden_layers']} layers, {IMAGE_ENCODER_CONFIG['image_size']} px input, projection {IMAGE_ENCODER_CONFIG['projection_dim']} | {count(pipe.image_encoder)} |
+
+The middle-resolution up block, `up_blocks[1]` (16 x 16), plays the role of SVD's `up_blocks[2]`:
+SG-I2V hooks `up_blocks.1.attentions.1.transformer_blocks.0.attn1`. Weights stored in float16:
+{size_mb:.1f} MB in all.
+
+## Training
+- VAE: {last['vae'].get('step', -1) + 1} steps, 4 clips of 32 x 32 crops, AdamW lr 3e-4 (cosine), MSE + 0.5 L1 +
+  1e-4 KL on the posterior mode; held-out PSNR {vae_done.get('psnr_db', float('nan')):.1f} dB.
+- UNet and image encoder together: {last['unet'].get('step', -1) + 1} steps of 4 clips, AdamW lr 3e-4 (cosine),
+  SVD's objective (EDM preconditioning, v-prediction, log-normal sigma (0.7, 1.6)), conditioning
+  dropout 10 %, EMA 0.998 (saved); final loss {last['unet'].get('loss', float('nan')):.3f}.
+- Total {done.get('total_minutes', float('nan'))} minutes on the project's 2-core CPU machine (2 threads).
+  Loss curves: `training_loss.png`; the log: `training_log.jsonl`.
+"""
+    if evaluation:
+        card += "\n## Evaluation\n\n" + evaluation.strip() + "\n"
+    (out / "README.md").write_text(card)
+
+
 def assemble(vae, unet, image_encoder):
     from diffusers import StableVideoDiffusionPipeline
     from transformers import CLIPImageProcessor
@@ -238,8 +310,8 @@ def save(pipe, out: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/toy-svd")
-    parser.add_argument("--vae-steps", type=int, default=600)
-    parser.add_argument("--unet-steps", type=int, default=4000)
+    parser.add_argument("--vae-steps", type=int, default=2500)
+    parser.add_argument("--unet-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -256,8 +328,10 @@ def main(argv=None) -> None:
 
     unet, image_encoder = train_unet(vae, args.unet_steps, args.seed, log, checkpoint=checkpoint)
     save(assemble(vae, unet, image_encoder), out)
+    plot_log(out / "training_log.jsonl", out / "training_loss.png")
     log(stage="done", vae_steps=args.vae_steps, unet_steps=args.unet_steps,
         total_minutes=round((time.perf_counter() - started) / 60, 1))  # fmt: skip
+    write_model_card(out, assemble(vae, unet, image_encoder))
 
 
 if __name__ == "__main__":
