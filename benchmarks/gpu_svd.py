@@ -428,22 +428,28 @@ def cfg_forward_flops(unet, scheduler, latents, timestep, cond: Conditioning) ->
     return counter.get_total_flops()
 
 
+def first_optimised_step(pipe, config: SGI2VConfig, image, tracks, device):
+    """The state at the first optimised step: conditioning (encoded here), a fresh scheduler, that
+    step's timestep, a random latent at its sigma, and the boxes on the latent grid."""
+    image_tensor, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    cond = encode_conditioning(pipe, image_tensor, config, generator)
+    scheduler = svd_scheduler()
+    scheduler.set_timesteps(config.num_inference_steps, device=device)
+    step = min(config.optimised_steps)
+    shape = (1, config.num_frames, pipe.unet.config.out_channels, *latent_hw)
+    latents = torch.randn(shape, generator=generator).to(device) * scheduler.sigmas[step].to(device)
+    return cond, scheduler, scheduler.timesteps[step], latents, box_cells, valid
+
+
 def measured_flops(pipe, config: SGI2VConfig, image, tracks, device, checkpointing_modes) -> dict:
     """FLOPs of each kind of work, counted on the device that runs it with the package's own
     functions: encode, one CFG forward (batch 2), one optimisation pass (`optimise_latent` with one
     iteration: forward to up_blocks[2], box loss, backward; per checkpointing setting), one decode."""
     unet = pipe.unet
-    image_tensor, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
-    generator = torch.Generator().manual_seed(config.seed)
     with flop_counter() as counter:
-        cond = encode_conditioning(pipe, image_tensor, config, generator)
+        cond, scheduler, timestep, latents, box_cells, valid = first_optimised_step(pipe, config, image, tracks, device)
     counts = {"encode": counter.get_total_flops()}
-    scheduler = svd_scheduler()
-    scheduler.set_timesteps(config.num_inference_steps, device=device)
-    step = min(config.optimised_steps)
-    timestep = scheduler.timesteps[step]
-    shape = (1, config.num_frames, unet.config.out_channels, *latent_hw)
-    latents = torch.randn(shape, generator=generator).to(device) * scheduler.sigmas[step].to(device)
     counts["cfg_forward"] = cfg_forward_flops(unet, scheduler, latents, timestep, cond)
     for checkpointing in checkpointing_modes:
         set_checkpointing(unet, checkpointing)
@@ -559,15 +565,7 @@ def equality_check(pipe, config, image, tracks, device, ours_dtype, ref_autocast
     precision, each checkpointing setting). Call with the UNet stored in fp16: its fp32 copy holds
     the same values, so the two ways differ only in arithmetic."""
     unet = pipe.unet
-    image_tensor, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
-    generator = torch.Generator().manual_seed(config.seed)
-    cond = encode_conditioning(pipe, image_tensor, config, generator)
-    scheduler = svd_scheduler()
-    scheduler.set_timesteps(config.num_inference_steps, device=device)
-    step = min(config.optimised_steps)
-    timestep = scheduler.timesteps[step]
-    shape = (1, config.num_frames, unet.config.out_channels, *latent_hw)
-    latents = torch.randn(shape, generator=generator).to(device) * scheduler.sigmas[step].to(device)
+    cond, scheduler, timestep, latents, box_cells, valid = first_optimised_step(pipe, config, image, tracks, device)
     one = config.replace(iterations=1)
 
     def one_pass(dtype):
