@@ -87,7 +87,6 @@ def flop_counts(args) -> dict:
             with record_features(unet, config.feature_layers, frames, latent_hw, stop_early=truncate) as recorder:
                 features = run_to_features(unet, recorder, sample, t, **kwargs)
                 loss = box_loss(feature_map(features, latent_hw), cells, cells[..., 0] >= 0)
-                recorder.enabled = False
                 loss.backward()
         counts[truncate] = counter.get_total_flops()
     math_attention.__exit__(None, None, None)

@@ -52,7 +52,6 @@ class FeatureRecorder:
 
     num_frames: int
     latent_hw: tuple[int, int]
-    enabled: bool = True
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def store(self, name: str, tokens: torch.Tensor) -> None:
@@ -102,15 +101,14 @@ class FeatureRecordingProcessor:
             key = attn.norm_k(key)
         output = F.scaled_dot_product_attention(query, key, value)  # (B*F, heads, h*w, d)
 
-        if self.recorder.enabled:
-            frames = self.recorder.num_frames
-            if self.kind == "naive":
-                heads_features = output[-frames:]  # (F, heads, h*w, d)
-            else:
-                key_0 = key[-frames].detach().expand_as(key[-frames:])  # frame 0 of the conditional video
-                value_0 = value[-frames].detach().expand_as(value[-frames:])
-                heads_features = F.scaled_dot_product_attention(query[-frames:], key_0, value_0)
-            self.recorder.store(self.name, heads_features.transpose(1, 2).flatten(2))  # (F, h*w, C)
+        frames = self.recorder.num_frames
+        if self.kind == "naive":
+            heads_features = output[-frames:]  # (F, heads, h*w, d)
+        else:
+            key_0 = key[-frames].detach().expand_as(key[-frames:])  # frame 0 of the conditional video
+            value_0 = value[-frames].detach().expand_as(value[-frames:])
+            heads_features = F.scaled_dot_product_attention(query[-frames:], key_0, value_0)
+        self.recorder.store(self.name, heads_features.transpose(1, 2).flatten(2))  # (F, h*w, C)
 
         output = output.transpose(1, 2).flatten(2).to(query.dtype)  # (B*F, h*w, C)
         output = attn.to_out[1](attn.to_out[0](output))
@@ -162,8 +160,7 @@ def record_features(unet, layers, num_frames: int, latent_hw: tuple[int, int], k
     if stop_early:
 
         def stop(module, args, output):  # not re-run by gradient checkpointing (it wraps inner modules)
-            if recorder.enabled:
-                raise StopForward
+            raise StopForward
 
         hook = modules[last_hooked_block(unet, layers)].register_forward_hook(stop)
     try:

@@ -93,8 +93,6 @@ def _read_tracks(path: str, image_size=None):
 
 
 def cmd_generate(args) -> int:
-    import torch
-
     from .config import get_preset, scaled_steps
     from .models import load_pipeline  # warns if the model is an untrained placeholder
     from .sampler import generate
@@ -120,9 +118,7 @@ def cmd_generate(args) -> int:
         config = config.replace(guidance=False)
     config.validate(size_multiple=1)  # before loading the model; the model's own size rule is checked later
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-    pipe = load_pipeline(args.model, device=device, dtype=dtype)
+    pipe = load_pipeline(args.model, device=args.device)
     started = time.perf_counter()
     result = generate(pipe, image, tracks, config, progress=not args.quiet)
     frames = draw_tracks(result.frames, result.boxes_px) if args.overlay and tracks else result.frames

@@ -198,8 +198,16 @@ def default_feature_layers(unet) -> tuple[str, ...]:
     )
 
 
-def load_pipeline(name_or_path: str = "toy", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """A `StableVideoDiffusionPipeline` on `device` in `dtype`; unknown names raise `InputError`."""
+def default_device_and_dtype(device=None, dtype=None) -> tuple[str, torch.dtype]:
+    """CUDA in float16 when there is a GPU (SVD's weights ship in fp16), else the CPU in float32."""
+    device = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return device, dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
+
+
+def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+    """A `StableVideoDiffusionPipeline` on `device` in `dtype` (defaults: `default_device_and_dtype`);
+    unknown names raise `InputError`."""
+    device, dtype = default_device_and_dtype(device, dtype)
     with _quiet_transformers():
         from diffusers import StableVideoDiffusionPipeline
 

@@ -30,7 +30,7 @@ from .config import SGI2VConfig
 from .errors import InputError
 from .frequency import mix_frequencies
 from .loss import box_loss, feature_map
-from .models import default_feature_layers, svd_scheduler
+from .models import default_feature_layers
 from .tracks import Tracks, boxes_to_grid
 
 
@@ -292,7 +292,7 @@ def generate(
             raise InputError("no track's first box overlaps the image after resizing to the generation size")
 
     # 4. initial noise and SVD's Euler schedule (a fresh scheduler: it keeps a step counter)
-    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config) if pipe.scheduler else svd_scheduler()
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
     scheduler.set_timesteps(config.num_inference_steps, device=device)
     shape = (1, num_frames, pipe.unet.config.out_channels, *latent_hw)
     latents = torch.randn(shape, generator=generator).to(device) * scheduler.init_noise_sigma  # float32 always

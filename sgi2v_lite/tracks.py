@@ -71,9 +71,8 @@ class Tracks:
     # ------------------------------------------------------------ per-frame geometry
     def centres(self, num_frames: int) -> np.ndarray:
         """Each track's centre path resampled to `num_frames`: (N, F, 2) pixels (x, y)."""
-        return np.stack([resample_path(t.path, num_frames) for t in self.tracks]) if self.tracks else (
-            np.zeros((0, num_frames, 2))
-        )
+        paths = [resample_path(t.path, num_frames) for t in self.tracks]
+        return np.stack(paths) if paths else np.zeros((0, num_frames, 2))
 
     def boxes_per_frame(self, num_frames: int) -> np.ndarray:
         """Every box in every frame, (N, F, 4) pixels (x0, y0, x1, y1): the first box translated."""

@@ -580,15 +580,10 @@ class TrackEditor(widgets.VBox):
         self.generate_button.disabled = True
         try:
             if self.pipe is None:
-                import torch
-
-                device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-                half = device.startswith("cuda") and self.model in ("svd", "svd-xt")
-                dtype = torch.float16 if half else torch.float32
                 self.show_message(f"loading model {self.model!r} ...")
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    self.pipe = load_pipeline(self.model, device=device, dtype=dtype)
+                    self.pipe = load_pipeline(self.model, device=self.device)
                 notes = [str(w.message) for w in caught if "untrained" in str(w.message).lower()]
             else:
                 notes = []
