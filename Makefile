@@ -27,7 +27,7 @@ demo: setup
 		--tracks data/examples/shapes.json --out out/demo.mp4 --overlay --strip out/demo.png
 
 test: setup
-	$(PY) -m pytest -q -m "not browser"
+	$(PY) -m pytest -q -m "not browser" --durations=12
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser"

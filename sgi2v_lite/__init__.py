@@ -8,14 +8,16 @@ One module per idea:
     frequency  the Butterworth low-pass and the frequency mix                       (Sec. 3.4)
     sampler    the guided Euler sampling loop with a callback                       (Sec. 3.3-3.4)
     config     every knob, and the presets `reference`, `lite`, `toy`
-    models     load_pipeline: svd, svd-xt, a local folder, toy, tiny-random
+    models     load_pipeline: svd, svd-xt, a local folder, toy, tiny-random; load_model for notebooks
+    probe      features of a video, PCA pictures, correspondence by nearest neighbours  (Sec. 3.2)
+    exercises  checks for the notebooks' exercises
     video      images in, videos out (mp4, gif, npz)
     viz        boxes and trajectories drawn over frames, frame strips
 """
 
 from .config import PRESETS, SGI2VConfig, get_preset
 from .errors import InputError
-from .models import load_pipeline
+from .models import load_model, load_pipeline
 from .sampler import GenerationResult, generate
 from .tracks import Track, Tracks, load_tracks, parse_tracks
 
@@ -25,6 +27,7 @@ __all__ = [
     "SGI2VConfig",
     "get_preset",
     "InputError",
+    "load_model",
     "load_pipeline",
     "GenerationResult",
     "generate",

@@ -94,7 +94,7 @@ def _read_tracks(path: str, image_size=None):
 
 def cmd_generate(args) -> int:
     from .config import get_preset, scaled_steps
-    from .models import load_pipeline  # warns if the model is an untrained placeholder
+    from .models import auto_model_name, load_pipeline
     from .sampler import generate
     from .video import check_video_path, load_image, write_video
     from .viz import draw_tracks, frame_strip, save_png
@@ -102,7 +102,8 @@ def cmd_generate(args) -> int:
     out = check_video_path(args.out)
     image = load_image(args.image)
     tracks = _read_tracks(args.tracks, image.size) if args.tracks else None
-    preset = args.preset or ("toy" if args.model in ("toy", "tiny-random") else "reference")
+    model = auto_model_name() if args.model == "auto" else args.model
+    preset = args.preset or ("toy" if model in ("toy", "tiny-random") else "reference")
     config = get_preset(preset)
     if args.seed is not None:
         config = config.replace(seed=args.seed)

@@ -39,6 +39,12 @@ def _from_centred_spectrum(spectrum: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.ifftshift(spectrum, dim=(-2, -1)), dim=(-2, -1)).real
 
 
+def log_magnitude_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + |FFT|) of `x` (..., H, W) over its spatial axes, zero frequency at the centre: the
+    picture of a spectrum (low frequencies in the middle, the highest at the borders)."""
+    return torch.log1p(_centred_spectrum(x).abs())
+
+
 def split_frequencies(x: torch.Tensor, lowpass_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split `x` (..., H, W) into (low, high) with low + high == x, using a centred mask (H, W)."""
     spectrum = _centred_spectrum(x)
@@ -60,3 +66,19 @@ def mix_frequencies(
     lowpass_mask = butterworth_lowpass(height, width, cutoff, order, device=optimised.device)  # (H, W)
     mixed = lowpass_mask * _centred_spectrum(optimised) + (1 - lowpass_mask) * _centred_spectrum(original)
     return _from_centred_spectrum(mixed).to(optimised.dtype)
+
+
+def radial_power(x: torch.Tensor, bins: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean spectral power |FFT|^2 of `x` (..., H, W) in rings of normalised distance d from the
+    centre (the `d` of the Butterworth mask), averaged over the leading axes.
+    Returns (ring centres (bins,), power (bins,)): where in frequency a tensor's energy is."""
+    height, width = x.shape[-2:]
+    power = _centred_spectrum(x).abs().pow(2).reshape(-1, height, width).mean(0)  # (H, W)
+    rows = 2 * torch.arange(height, dtype=torch.float32) / height - 1
+    cols = 2 * torch.arange(width, dtype=torch.float32) / width - 1
+    distance = (rows[:, None] ** 2 + cols[None, :] ** 2).sqrt()  # (H, W), 0 .. sqrt(2)
+    edges = torch.linspace(0, float(distance.max()) + 1e-6, bins + 1)
+    ring = torch.bucketize(distance, edges[1:-1])  # (H, W) ring index 0 .. bins-1
+    totals = torch.zeros(bins).index_add_(0, ring.flatten(), power.flatten())
+    counts = torch.zeros(bins).index_add_(0, ring.flatten(), torch.ones(height * width))
+    return (edges[:-1] + edges[1:]) / 2, totals / counts.clamp(min=1)

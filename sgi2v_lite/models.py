@@ -12,6 +12,7 @@ Every name ends in the same diffusers classes, so the sampler never knows which 
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from pathlib import Path
 
@@ -23,7 +24,7 @@ HUB_MODELS = {
     "svd": "stabilityai/stable-video-diffusion-img2vid",
     "svd-xt": "stabilityai/stable-video-diffusion-img2vid-xt",
 }
-MODEL_NAMES = (*HUB_MODELS, "toy", "tiny-random")
+MODEL_NAMES = ("auto", *HUB_MODELS, "toy", "tiny-random")
 TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "toy-svd"
 
 # SVD's published configs (the diffusers classes' defaults, written out so that the full-size
@@ -101,7 +102,9 @@ def _quiet_transformers():
     diffusers.utils.logging.disable_progress_bar()  # "Loading pipeline components": noise in a notebook
     transformers.utils.logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():  # diffusers 0.42 renames from_pretrained's torch_dtype (still accepted)
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*deprecated", category=FutureWarning)
+            yield
     finally:
         transformers.logging.set_verbosity(verbosity)
         if bars_were_on:
@@ -165,22 +168,6 @@ def tiny_random_pipeline(seed: int = 0):
     return build_pipeline(unet, vae, clip, seed=seed)
 
 
-def untrained_toy_pipeline(seed: int = 0):
-    """Placeholder for the toy-world model until its trained weights ship in `data/`: exactly the
-    architecture `toy/train.py` trains (128 x 128 frames, a 32 x 32 latent, 8 frames), random
-    weights. Its videos are noise; everything that uses it says so."""
-    from .toy.train import IMAGE_ENCODER_CONFIG, UNET_CONFIG, VAE_CONFIG
-
-    pipe = build_pipeline(UNET_CONFIG, VAE_CONFIG, IMAGE_ENCODER_CONFIG, seed=seed)
-    pipe.sgi2v_untrained = True
-    return pipe
-
-
-def is_untrained(pipe) -> bool:
-    """True for the random placeholder pipelines (their videos are noise)."""
-    return bool(getattr(pipe, "sgi2v_untrained", False))
-
-
 def default_feature_layers(unet) -> tuple[str, ...]:
     """The model's counterpart of SVD's M2-3 layers: the spatial self-attention of every attention
     block but the first in the up block that runs at half the latent's resolution (up block n - 2
@@ -204,27 +191,38 @@ def default_device_and_dtype(device=None, dtype=None) -> tuple[str, torch.dtype]
     return device, dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
 
 
+def auto_model_name() -> str:
+    """What `MODEL = "auto"` means: the environment variable SGI2V_MODEL if set (e.g. "tiny-random"
+    for a quick dry run of the notebooks), else the real SVD on a CUDA GPU and the toy model elsewhere."""
+    return os.environ.get("SGI2V_MODEL") or ("svd" if torch.cuda.is_available() else "toy")
+
+
+def preset_name_for(pipe) -> str:
+    """The settings preset that fits a loaded pipeline: `toy` for the small models (a latent of at
+    most 32 x 32), `reference` for SVD on a GPU with 40 GB or more, `lite` (16 GB, e.g. a T4) below."""
+    if pipe.unet.config.sample_size <= 32:
+        return "toy"
+    device = pipe.unet.device
+    if device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory >= 40 * 2**30:
+        return "reference"
+    return "lite"
+
+
 def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None = None, dtype: torch.dtype | None = None):
     """A `StableVideoDiffusionPipeline` on `device` in `dtype` (defaults: `default_device_and_dtype`);
-    unknown names raise `InputError`."""
+    "auto" is `auto_model_name()`; unknown names raise `InputError`."""
     device, dtype = default_device_and_dtype(device, dtype)
     with _quiet_transformers():
         from diffusers import StableVideoDiffusionPipeline
 
-    name = str(name_or_path)
+    name = auto_model_name() if str(name_or_path) == "auto" else str(name_or_path)
     if name == "tiny-random":
         pipe = tiny_random_pipeline()
     elif name == "toy":
-        if (TOY_MODEL_DIR / "model_index.json").is_file():
-            with _quiet_transformers():
-                pipe = StableVideoDiffusionPipeline.from_pretrained(TOY_MODEL_DIR, torch_dtype=dtype)
-        else:
-            warnings.warn(
-                "model 'toy' has no trained weights in data/ yet: using an UNTRAINED random placeholder "
-                "(its videos are noise)",
-                stacklevel=2,
-            )
-            pipe = untrained_toy_pipeline()
+        if not (TOY_MODEL_DIR / "model_index.json").is_file():
+            raise InputError(f"the toy model's weights are missing from {TOY_MODEL_DIR}: `make toy-model` retrains them")
+        with _quiet_transformers():
+            pipe = StableVideoDiffusionPipeline.from_pretrained(TOY_MODEL_DIR, torch_dtype=dtype)
     elif name in HUB_MODELS or Path(name).is_dir():
         source = HUB_MODELS.get(name, name)
         if Path(name).is_dir() and not (Path(name) / "model_index.json").is_file():
@@ -242,3 +240,13 @@ def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None =
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def load_model(name_or_path: str = "auto", device=None, dtype=None):
+    """The notebooks' one line: (pipeline, config), the config being the preset that fits the model
+    (`preset_name_for`) with its sizes, frame count and feature layers filled in."""
+    from .config import get_preset
+    from .sampler import resolve_config
+
+    pipe = load_pipeline(name_or_path, device=device, dtype=dtype)
+    return pipe, resolve_config(pipe, get_preset(preset_name_for(pipe)))

@@ -1,10 +1,8 @@
 """The guided sampler: SVD's Euler sampling loop with SG-I2V's latent optimisation (spec steps 1-4).
 
     generate(pipe, image, tracks, config)            one call: image + tracks -> frames
-      1. sizes, input checks
-      2. encode_conditioning: CLIP embedding, VAE latent of the noise-augmented image, time ids
-      3. boxes on the latent grid
-      4. initial noise, SVD's Euler schedule
+      1-4. prepare: sizes and input checks; encode_conditioning (CLIP embedding, VAE latent of the
+           noise-augmented image, time ids); boxes on the latent grid; initial noise, SVD's schedule
       5. sample: for each denoising step i
            if i is optimised: optimise_latent (AdamW on the latent, loss on aligned features),
                               then the frequency mix
@@ -204,7 +202,8 @@ def sample(
     callback(info) gets, per step: "step", "timestep", "sigma", "latents" (z_t entering the step),
     "optimised" (bool), and for optimised steps "latents_optimised" (before the frequency mix),
     "latents_mixed", "losses" (per iteration), "features" (aligned/naive features of the last
-    iteration, layer -> (F, C, h, w)); "noise_pred" and "latents_next" after the UNet; and with
+    iteration, layer -> (F, C, h, w)); after the UNet "noise_pred", "denoised" (the model's estimate
+    of the clean latent at this step, x0) and "latents_next"; and with
     `record_step_features`, "step_features" recorded during the CFG pass (conditional half)."""
     do_cfg = cond.image_latents.shape[0] == 2
     scales = guidance_scales(config, latents.device, latents.dtype)
@@ -240,8 +239,9 @@ def sample(
             if do_cfg:
                 uncond, conditional = noise_pred.chunk(2)
                 noise_pred = uncond + scales * (conditional - uncond)
-            latents = scheduler.step(noise_pred.to(latents.dtype), timestep, latents).prev_sample
-        info.update(noise_pred=noise_pred, latents_next=latents)
+            step_output = scheduler.step(noise_pred.to(latents.dtype), timestep, latents)
+            latents = step_output.prev_sample
+        info.update(noise_pred=noise_pred, denoised=step_output.pred_original_sample, latents_next=latents)
         if callback is not None:
             callback(info)
     return latents
@@ -255,26 +255,49 @@ def decode(pipe, latents: torch.Tensor, chunk_size: int) -> np.ndarray:
     return frames.to(torch.uint8).cpu().numpy()
 
 
-def generate(
-    pipe,
-    image,
-    tracks: Tracks | None,
-    config: SGI2VConfig,
-    callback: Callable[[dict], None] | None = None,
-    record_step_features: bool = False,
-    progress: bool = True,
-) -> GenerationResult:
-    """Image (PIL) + tracks -> video. `tracks=None` or `config.guidance=False`: plain SVD."""
+@dataclass
+class Prepared:
+    """Everything the denoising loop needs, from steps 1-4 of `generate` (notebooks use it to run
+    one step by hand).
+
+    config:    the resolved config (sizes, frames and layers filled in)
+    cond:      SVD's conditioning (`Conditioning`)
+    scheduler: a fresh Euler scheduler with its timesteps set
+    latents:   (1, F, C, h, w) initial noise, scaled by the scheduler's initial sigma
+    boxes_px:  (N, F, 4) boxes in pixels of the generated frames
+    box_cells: (N, F, 4) the same boxes on the latent grid, and `valid` (N, F) (None without tracks)
+    guided:    whether the loop will optimise (guidance on and at least one track)
+    """
+
+    config: SGI2VConfig
+    cond: Conditioning
+    scheduler: object
+    latents: torch.Tensor
+    boxes_px: np.ndarray
+    box_cells: np.ndarray | None
+    valid: np.ndarray | None
+    guided: bool
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        return tuple(self.latents.shape[-2:])
+
+
+def fresh_scheduler(pipe, num_inference_steps: int, device=None):
+    """A new copy of the pipeline's scheduler with its timesteps set. Euler keeps a step counter,
+    so every run (and every by-hand step in a notebook) needs its own."""
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(num_inference_steps, device=device or pipe.unet.device)
+    return scheduler
+
+
+def prepare(pipe, image, tracks: Tracks | None, config: SGI2VConfig) -> Prepared:
+    """Steps 1-4 of `generate`: sizes, conditioning, boxes on the latent grid, initial noise."""
     # 1. sizes and inputs
     config = resolve_config(pipe, config)
     height, width, num_frames = config.height, config.width, config.num_frames
     device = pipe.unet.device
     generator = torch.Generator().manual_seed(config.seed)
-    pipe.unet.requires_grad_(False)  # gradients go to the latent only
-    if config.gradient_checkpointing:
-        pipe.unet.enable_gradient_checkpointing()
-    else:
-        pipe.unet.disable_gradient_checkpointing()
     guided = config.guidance and tracks is not None and len(tracks) > 0
 
     # 2. conditioning
@@ -291,26 +314,46 @@ def generate(
         if guided and not valid[:, 0].any():
             raise InputError("no track's first box overlaps the image after resizing to the generation size")
 
-    # 4. initial noise and SVD's Euler schedule (a fresh scheduler: it keeps a step counter)
-    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
-    scheduler.set_timesteps(config.num_inference_steps, device=device)
+    # 4. initial noise and SVD's Euler schedule
+    scheduler = fresh_scheduler(pipe, config.num_inference_steps, device)
     shape = (1, num_frames, pipe.unet.config.out_channels, *latent_hw)
     latents = torch.randn(shape, generator=generator).to(device) * scheduler.init_noise_sigma  # float32 always
+    return Prepared(config.replace(guidance=guided), cond, scheduler, latents, boxes_px, box_cells, valid, guided)
+
+
+def generate(
+    pipe,
+    image,
+    tracks: Tracks | None,
+    config: SGI2VConfig,
+    callback: Callable[[dict], None] | None = None,
+    record_step_features: bool = False,
+    progress: bool = True,
+) -> GenerationResult:
+    """Image (PIL) + tracks -> video. `tracks=None` or `config.guidance=False`: plain SVD."""
+    pipe.unet.requires_grad_(False)  # gradients go to the latent only
+    if config.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    else:
+        pipe.unet.disable_gradient_checkpointing()
+
+    # 1-4. sizes, conditioning, boxes on the latent grid, initial noise
+    run = prepare(pipe, image, tracks, config)
 
     # 5. denoising, with SG-I2V's optimisation at the chosen steps
     latents = sample(
         pipe.unet,
-        scheduler,
-        latents,
-        cond,
-        config.replace(guidance=guided),
-        box_cells,
-        valid,
+        run.scheduler,
+        run.latents,
+        run.cond,
+        run.config,
+        run.box_cells,
+        run.valid,
         callback=callback,
         record_step_features=record_step_features,
         progress=progress,
     )
 
     # 6. decode
-    frames = decode(pipe, latents, config.decode_chunk_size)
-    return GenerationResult(frames=frames, boxes_px=boxes_px, latents=latents, config=config)
+    frames = decode(pipe, latents, run.config.decode_chunk_size)
+    return GenerationResult(frames=frames, boxes_px=run.boxes_px, latents=latents, config=run.config)

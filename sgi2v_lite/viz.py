@@ -61,3 +61,45 @@ def save_png(path, image: np.ndarray) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
+
+
+# ------------------------------------------------------------------- notebook pictures (matplotlib)
+def upsample(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of (..., h, w, c): a feature grid at the size of its frame."""
+    return np.asarray(image).repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def plot_rows(rows: dict, every: int = 1, height: float = 1.3, titles=None):
+    """One row of frames per entry of `rows` (label -> (F, H, W, 3) uint8 or float in [0, 1]),
+    frames left to right: the notebooks' way to compare videos. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    rows = {label: np.asarray(frames)[::every] for label, frames in rows.items()}
+    columns = max(len(frames) for frames in rows.values())
+    figure, axes = plt.subplots(len(rows), columns, figsize=(height * columns, height * len(rows) + 0.3), squeeze=False)
+    for r, (label, frames) in enumerate(rows.items()):
+        for c in range(columns):
+            axis = axes[r, c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c < len(frames):
+                axis.imshow(frames[c], interpolation="nearest")
+            else:
+                axis.axis("off")
+            if r == 0:
+                axis.set_title(titles[c] if titles else f"frame {c * every}", fontsize=8)
+        axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    figure.tight_layout()
+    return figure
+
+
+def show_video(frames: np.ndarray, fps: float = 7, width: int = 256, title: str | None = None) -> None:
+    """Play frames (F, H, W, 3) in the notebook (mediapy, with imageio-ffmpeg's ffmpeg)."""
+    import mediapy
+
+    from .video import use_bundled_ffmpeg
+
+    use_bundled_ffmpeg()
+    frames = np.asarray(frames)
+    height = round(width * frames.shape[1] / frames.shape[2])
+    mediapy.show_video(frames, fps=fps, width=width, height=height, title=title, codec="gif")

@@ -35,7 +35,6 @@ import json
 import os
 import re
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from ipycanvas import MultiCanvas, hold_canvas
 
 from .config import SGI2VConfig, get_preset
 from .errors import InputError
+from .models import auto_model_name
 from .tracks import Track, Tracks, load_reference_traj, load_tracks, parse_tracks, resample_path
 from .viz import track_colour
 
@@ -319,7 +319,7 @@ class TrackEditor(widgets.VBox):
 
     image:          a path, a PIL image or an (H, W, 3) uint8 array; shown scaled to fit `display_size`
     num_frames:     F, the frames of the video (default: `config.num_frames`, else the model's own)
-    model:          what Generate loads with `load_pipeline` ("toy", "svd", a folder, ...), once
+    model:          what Generate loads with `load_pipeline` ("auto", "toy", "svd", a folder, ...), once
     config:         the `SGI2VConfig` for Generate (default: preset "lite" for svd/svd-xt, else "toy")
     pipe:           an already loaded pipeline, used instead of loading `model`
     autosave_path:  JSON file written on every change and read back at start if it was drawn on an
@@ -340,7 +340,7 @@ class TrackEditor(widgets.VBox):
     ):
         super().__init__()
         self.image = self._as_pil(image)
-        self.model = model
+        self.model = model = auto_model_name() if model == "auto" else model
         self.config = config or get_preset("lite" if model in ("svd", "svd-xt") else "toy")
         self.pipe = pipe
         self.device = device
@@ -581,12 +581,7 @@ class TrackEditor(widgets.VBox):
         try:
             if self.pipe is None:
                 self.show_message(f"loading model {self.model!r} ...")
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    self.pipe = load_pipeline(self.model, device=self.device)
-                notes = [str(w.message) for w in caught if "untrained" in str(w.message).lower()]
-            else:
-                notes = []
+                self.pipe = load_pipeline(self.model, device=self.device)
             self.progress.max, self.progress.value = config.num_inference_steps, 0
             self.progress.description = "denoising"
             self.show_message("generating ...")
@@ -599,11 +594,7 @@ class TrackEditor(widgets.VBox):
             self.video.layout.display = None
             self.result = result
             frames = result.frames
-            self.show_message(
-                f"video: {frames.shape[0]} frames of {frames.shape[2]} x {frames.shape[1]} ({self.video_path})"
-                + ("".join(f"<br>note: {html.escape(n)}" for n in notes)),
-                escape=False,
-            )
+            self.show_message(f"video: {frames.shape[0]} frames of {frames.shape[2]} x {frames.shape[1]} ({self.video_path})")
             return result
         finally:
             self.generate_button.disabled = False

@@ -31,3 +31,18 @@ def test_notebook_runs_on_the_toy_model(path):
     client.execute()
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_follows_the_course_template(path):
+    """Colab badge to itself, learning goals, a setup cell that works on Colab and locally, the model
+    picked in one line, a summary; and the README lists it."""
+    cells = json.loads(path.read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells]
+    assert f"colab.research.google.com/github/sgi2v-lite/sgi2v-lite/blob/main/notebooks/{path.name}" in sources[0]
+    assert "## What you will learn" in sources[0]
+    setup = next(s for s in sources if '"google.colab" in sys.modules' in s)
+    assert "pip" in setup and "install" in setup
+    assert sum(s.count('MODEL = "auto"') for s in sources) == 1
+    assert any(line == "## Summary" for s in sources for line in s.splitlines())
+    assert f"notebooks/{path.name}" in (ROOT / "README.md").read_text()

@@ -180,19 +180,26 @@ def diffusion_loss(unet, image_encoder, vae, video: torch.Tensor, motion_bucket:
 
 
 def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: float = 3e-4, ema_decay: float = 0.998,
-               checkpoint=None, checkpoint_every: int = 250, unet_config=None, image_encoder_config=None):  # fmt: skip
+               checkpoint=None, checkpoint_every: int = 250, unet_config=None, image_encoder_config=None,
+               start_step: int = 0, resume_from=None):  # fmt: skip
+    """Stage 2. `resume_from` (unet, image_encoder) and `start_step` continue a run from a saved
+    checkpoint: the clips and the learning-rate schedule pick up at `start_step`; the checkpoint holds
+    the EMA weights only, so they seed both the trained and the EMA copy, with a fresh optimiser."""
     from diffusers import UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed + 1)
-    unet = UNetSpatioTemporalConditionModel(**(unet_config or UNET_CONFIG))
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**(image_encoder_config or IMAGE_ENCODER_CONFIG)))
+    if resume_from is not None:
+        unet, image_encoder = (module.float().train().requires_grad_(True) for module in resume_from)
+    else:
+        unet = UNetSpatioTemporalConditionModel(**(unet_config or UNET_CONFIG))
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**(image_encoder_config or IMAGE_ENCODER_CONFIG)))
     parameters = list(unet.parameters()) + list(image_encoder.parameters())
     optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
     ema_unet, ema_encoder = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(image_encoder).requires_grad_(False)
-    generator = torch.Generator().manual_seed(seed + 2)
-    for step in range(steps):
-        current_lr = lr * min(1, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+    generator = torch.Generator().manual_seed(seed + 2 + start_step)
+    for step in range(start_step, steps):
+        current_lr = lr * min(1, (step + 1 - start_step) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for group in optimiser.param_groups:
             group["lr"] = current_lr
         seeds = TRAIN_SEED_OFFSET + 5_000_000 + seed * 1_000_000 + step * batch_clips + np.arange(batch_clips)
@@ -202,7 +209,7 @@ def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: f
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimiser.step()
-        decay = min(ema_decay, (1 + step) / (10 + step))
+        decay = min(ema_decay, (1 + step - start_step) / (10 + step - start_step)) if resume_from is None else ema_decay
         with torch.no_grad():
             for ema, model in ((ema_unet, unet), (ema_encoder, image_encoder)):
                 for e, p in zip(ema.parameters(), model.parameters()):
@@ -244,6 +251,15 @@ def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
     done = next((r for r in records if r.get("stage") == "done"), {})
     last = {stage: max((r for r in records if r.get("stage") == stage), key=lambda r: r["step"], default={})
             for stage in ("vae", "unet")}  # fmt: skip
+    resume = next((r for r in records if r.get("stage") == "resume"), None)
+    total_minutes = done.get("total_minutes", float("nan"))
+    sittings = ""
+    if resume is not None:  # minutes restart with each sitting: add the first sitting's
+        before = [r for r in records[: records.index(resume)] if r.get("stage") == "checkpoint"]
+        total_minutes += before[-1]["minutes"]
+        sittings = (f"\n- Trained in two sittings: the second (`--resume`) continued the UNet from the checkpoint at step "
+                    f"{resume['step']} (EMA weights, a fresh optimiser with a new 100-step warm-up, the cosine schedule "
+                    f"of the new total) on the clips of the later steps.")
     count = lambda module: f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"  # noqa: E731
     size_mb = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 2**20
     card = f"""# toy-svd: a Stable Video Diffusion pipeline for the toy world
@@ -278,8 +294,8 @@ SG-I2V hooks `up_blocks.1.attentions.1.transformer_blocks.0.attn1`. Weights stor
 - UNet and image encoder together: {last['unet'].get('step', -1) + 1} steps of 4 clips, AdamW lr 3e-4 (cosine),
   SVD's objective (EDM preconditioning, v-prediction, log-normal sigma (0.7, 1.6)), conditioning
   dropout 10 %, EMA 0.998 (saved); final loss {last['unet'].get('loss', float('nan')):.3f}.
-- Total {done.get('total_minutes', float('nan'))} minutes on the project's 2-core CPU machine (2 threads).
-  Loss curves: `training_loss.png`; the log: `training_log.jsonl`.
+- Total {total_minutes:.0f} minutes on the project's 2-core CPU machine (2 threads).
+  Loss curves: `training_loss.png`; the log: `training_log.jsonl`.{sittings}
 """
     if evaluation:
         card += "\n## Evaluation\n\n" + evaluation.strip() + "\n"
@@ -311,22 +327,38 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/toy-svd")
     parser.add_argument("--vae-steps", type=int, default=2500)
-    parser.add_argument("--unet-steps", type=int, default=2000)
+    parser.add_argument("--unet-steps", type=int, default=2600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint this script saved in DIR "
+                        "(its VAE, and its UNet and image encoder at the last logged checkpoint step)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = Log(out / "training_log.jsonl")
     started = time.perf_counter()
-    vae = train_vae(args.vae_steps, args.seed, log)
+    start_step, resume_from = 0, None
+    if args.resume:
+        from ..models import load_pipeline
+
+        previous = [line for line in (Path(args.resume) / "training_log.jsonl").read_text().splitlines() if line.strip()]
+        start_step = max(json.loads(line)["step"] for line in previous if '"checkpoint"' in line)
+        kept = previous[: max(i for i, line in enumerate(previous) if '"checkpoint"' in line) + 1]
+        resumed = load_pipeline(args.resume, device="cpu", dtype=torch.float32)
+        vae, resume_from = resumed.vae, (resumed.unet, resumed.image_encoder)
+        log = Log(out / "training_log.jsonl")
+        log.path.write_text("\n".join(kept) + "\n")
+        log(stage="resume", step=start_step, source=str(args.resume))
+    else:
+        log = Log(out / "training_log.jsonl")
+        vae = train_vae(args.vae_steps, args.seed, log)
 
     def checkpoint(unet, image_encoder, step):
         save(assemble(vae, unet, image_encoder), out)
         log(stage="checkpoint", step=step)
 
-    unet, image_encoder = train_unet(vae, args.unet_steps, args.seed, log, checkpoint=checkpoint)
+    unet, image_encoder = train_unet(vae, args.unet_steps, args.seed, log, checkpoint=checkpoint,
+                                     start_step=start_step, resume_from=resume_from)  # fmt: skip
     save(assemble(vae, unet, image_encoder), out)
     plot_log(out / "training_log.jsonl", out / "training_loss.png")
     log(stage="done", vae_steps=args.vae_steps, unet_steps=args.unet_steps,

@@ -1,0 +1,198 @@
+"""Looking inside the UNet: features of a video, PCA pictures, correspondence by nearest neighbours.
+
+SG-I2V Sec. 3.2 (its Fig. 2): a spatial self-attention layer's output at frame j is built from
+frame j's own keys and values, so the same object has *different* features in different frames
+("naive" features); replacing K_j, V_j by frame 0's K_0, V_0 ("aligned" features) puts every frame
+in frame 0's feature space, so the same content gets the same feature wherever it moved. This
+module measures that: record either kind for a video, show them with one PCA basis for all frames,
+and follow an object from frame 0 by nearest-neighbour matching.
+
+    video_features(pipe, frames, step)         features of a known video (e.g. a toy-world clip)
+    denoising_features(pipe, image, config)    features at every denoising step of a generation
+    pca_rgb(features)                          (F, C, h, w) -> (F, h, w, 3) colours, one basis
+    match_object(features, box_cells)          the object's centre in every frame, by matching
+    step_features(pipe, run, latents, step)    the aligned features of one latent, as the loss sees them
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .attention import record_features, run_to_features, spatial_self_attention_layers
+from .config import SGI2VConfig
+from .sampler import Prepared, encode_conditioning, fresh_scheduler, generate, resolve_config, unet_input
+
+KINDS = ("naive", "aligned")
+
+
+def frames_to_tensor(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """uint8 frames (F, H', W', 3) -> (F, 3, height, width) float in [-1, 1]."""
+    video = torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if video.shape[-2:] != (height, width):
+        video = F.interpolate(video, (height, width), mode="bilinear", antialias=True, align_corners=False)
+    return video
+
+
+@torch.no_grad()
+def video_features(
+    pipe, frames: np.ndarray, step: int, config: SGI2VConfig, layers=None, kinds=KINDS, seed: int = 0
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Features of a *known* video, as the UNet sees it at denoising step `step`.
+
+    The frames are encoded by the VAE, noised to the scheduler's sigma at `step` and passed once
+    through the UNet, conditioned on frame 0 like a generation. Because the video is known (e.g. a
+    toy-world clip with ground-truth boxes), correspondence can be checked against the truth.
+    Returns kind -> layer -> (F, C, h, w) float32 on the CPU."""
+    config = resolve_config(pipe, config)
+    layers = tuple(layers or config.feature_layers)
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+    video = frames_to_tensor(frames, config.height, config.width).to(device, pipe.vae.dtype)  # (F, 3, H, W)
+    config = config.replace(num_frames=len(video))
+    latents = pipe.vae.encode(video).latent_dist.mode()[None].float() * pipe.vae.config.scaling_factor  # (1, F, C, h, w)
+    generator = torch.Generator().manual_seed(seed)
+    cond = encode_conditioning(pipe, video[:1].float().cpu(), config, generator).conditional()
+    scheduler = fresh_scheduler(pipe, config.num_inference_steps)
+    timestep = scheduler.timesteps[step]
+    noisy = latents + scheduler.sigmas[step] * torch.randn(latents.shape, generator=generator).to(device)
+    model_input = unet_input(scheduler, noisy, timestep, cond, dtype)
+    result = {}
+    for kind in kinds:
+        with record_features(pipe.unet, layers, len(video), tuple(latents.shape[-2:]), kind, stop_early=True) as rec:
+            features = run_to_features(
+                pipe.unet, rec, model_input, timestep,
+                encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids,
+            )  # fmt: skip
+        result[kind] = {name: f.float().cpu() for name, f in features.items()}
+    return result
+
+
+def denoising_features(
+    pipe, image, config: SGI2VConfig, layers=None, kinds=KINDS, steps=None
+) -> tuple[np.ndarray, dict[str, dict[int, dict[str, torch.Tensor]]]]:
+    """Features at the denoising steps of an *unguided* generation from `image`, one run per kind
+    (the same seed, so the same video: recording does not change the UNet's output).
+
+    layers: default all spatial self-attention layers. steps: which steps to keep (default all).
+    Returns (frames (F, H, W, 3) uint8, kind -> step -> layer -> (F, C, h, w) float16 on the CPU)."""
+    layers = tuple(layers or spatial_self_attention_layers(pipe.unet))
+    config = config.replace(guidance=False, feature_layers=layers)
+    keep = set(range(config.num_inference_steps) if steps is None else steps)
+    collected = {}
+    for kind in kinds:
+        per_step = collected[kind] = {}
+
+        def keep_features(info, per_step=per_step):
+            if info["step"] in keep:
+                per_step[info["step"]] = {name: f.half().cpu() for name, f in info["step_features"].items()}
+
+        result = generate(pipe, image, None, config.replace(feature_kind=kind), callback=keep_features,
+                          record_step_features=True, progress=False)  # fmt: skip
+    return result.frames, collected
+
+
+def pca_rgb(features: torch.Tensor, components: int = 3, mask: np.ndarray | None = None) -> np.ndarray:
+    """(F, C, h, w) features -> (F, h, w, components) in [0, 1]: ONE PCA basis fitted on the tokens
+    of all frames together (so a colour means the same feature in every frame), each component
+    stretched between its 1st and 99th percentile. `mask` (F, h, w) bool: fit on those tokens only."""
+    from sklearn.decomposition import PCA
+
+    frames, channels, height, width = features.shape
+    tokens = features.float().permute(0, 2, 3, 1).reshape(-1, channels).numpy()  # (F*h*w, C)
+    fit_on = tokens if mask is None else tokens[np.asarray(mask).reshape(-1)]
+    projected = PCA(components, random_state=0).fit(fit_on).transform(tokens)  # (F*h*w, components)
+    low, high = np.percentile(projected, [1, 99], axis=0)
+    colours = np.clip((projected - low) / np.maximum(high - low, 1e-8), 0, 1)
+    return colours.reshape(frames, height, width, components)
+
+
+def match_object(features: torch.Tensor, box_cells0) -> np.ndarray:
+    """Follow the content of a frame-0 box by nearest neighbours in feature space.
+
+    features:   (F, C, h, w), e.g. `loss.feature_map` of one kind on the latent grid.
+    box_cells0: (x0, y0, x1, y1) cells of the object at frame 0 (exclusive ends).
+    For each frame j, every cell inside the box finds its most similar cell (cosine) in frame j;
+    the object's displacement is the median of those offsets. Returns displacements (F, 2) in
+    cells (x, y) from frame 0 (row 0 is zero)."""
+    x0, y0, x1, y1 = (int(v) for v in box_cells0)
+    normalised = F.normalize(features.float(), dim=1)  # (F, C, h, w)
+    frames, channels, height, width = normalised.shape
+    source = normalised[0, :, y0:y1, x0:x1].reshape(channels, -1).T  # (n, C)
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    source_xy = np.stack([xs.ravel(), ys.ravel()], axis=1)  # (n, 2)
+    displacements = [np.zeros(2)]
+    for j in range(1, frames):
+        similarity = source @ normalised[j].reshape(channels, -1)  # (n, h*w)
+        best = similarity.argmax(dim=1).numpy()
+        match_xy = np.stack([best % width, best // width], axis=1)
+        displacements.append(np.median(match_xy - source_xy, axis=0))
+    return np.stack(displacements)
+
+
+def tracking_error(features: dict[str, torch.Tensor], boxes_px: np.ndarray, cell_px: int, latent_hw) -> np.ndarray:
+    """How well nearest-neighbour matching of `features` (layer -> (F, C, h, w)) follows an object
+    whose true boxes are `boxes_px` (F, 4): the distance in pixels, per frame 1..F-1, between the
+    true centre and frame 0's centre moved by the matched displacement. The layers are upsampled to
+    the latent grid `latent_hw` (cells of `cell_px` pixels), as the loss does. Returns (F-1,)."""
+    from .loss import feature_map
+    from .tracks import boxes_to_grid
+
+    cells, _ = boxes_to_grid(np.asarray(boxes_px)[None], cell_px, latent_hw)
+    displacements_px = match_object(feature_map(features, latent_hw), cells[0, 0]) * cell_px  # (F, 2)
+    centres = (np.asarray(boxes_px)[:, :2] + np.asarray(boxes_px)[:, 2:]) / 2  # (F, 2)
+    predicted = centres[0] + displacements_px
+    return np.linalg.norm(predicted[1:] - centres[1:], axis=-1)
+
+
+def step_features(pipe, run: Prepared, latents: torch.Tensor, step: int, kind: str = "aligned") -> dict[str, torch.Tensor]:
+    """The features the loss sees for latent z_t (1, F, C, h, w) at denoising step `step` of a
+    prepared run (`sampler.prepare`): a truncated, conditional-only UNet pass, as `optimise_latent`
+    does. Returns layer -> (F, C, h, w), still attached to `latents` if it requires grad."""
+    scheduler = fresh_scheduler(pipe, run.config.num_inference_steps)
+    timestep = scheduler.timesteps[step]
+    cond = run.cond.conditional()
+    with record_features(pipe.unet, run.config.feature_layers, latents.shape[1], run.latent_hw, kind, stop_early=True) as rec:
+        return run_to_features(
+            pipe.unet, rec, unet_input(scheduler, latents, timestep, cond, pipe.unet.dtype), timestep,
+            encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids,
+        )  # fmt: skip
+
+
+def feature_explorer(frames: np.ndarray, features: dict[str, dict[int, dict[str, torch.Tensor]]]):
+    """An ipywidgets explorer of `denoising_features`' output: sliders for the denoising step and the
+    frame, a menu for the layer; shows the generated frame and the PCA colours of each kind of
+    feature (one basis per step, layer and kind, fitted on all frames). Returns the widget."""
+    import functools
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    kinds = list(features)
+    steps = sorted(features[kinds[0]])
+    layers = list(features[kinds[0]][steps[0]])
+
+    @functools.lru_cache(maxsize=64)
+    def colours(kind, step, layer):
+        return pca_rgb(features[kind][step][layer])
+
+    def show(step, layer, frame):
+        figure, axes = plt.subplots(1, 1 + len(kinds), figsize=(2.6 * (1 + len(kinds)), 2.8))
+        axes[0].imshow(frames[frame])
+        axes[0].set_title(f"frame {frame}", fontsize=9)
+        for axis, kind in zip(axes[1:], kinds):
+            axis.imshow(colours(kind, step, layer)[frame], interpolation="nearest")
+            axis.set_title(f"{kind} features, step {step}", fontsize=9)
+        for axis in axes:
+            axis.set_xticks([])
+            axis.set_yticks([])
+        figure.suptitle(layer, fontsize=8)
+        figure.tight_layout()
+        plt.show()
+
+    step = widgets.SelectionSlider(options=steps, value=steps[len(steps) // 3], description="step")
+    layer = widgets.Dropdown(options=layers, value=layers[min(len(layers) - 1, len(layers) // 2)], description="layer",
+                             layout=widgets.Layout(width="520px"))  # fmt: skip
+    frame = widgets.IntSlider(min=0, max=len(frames) - 1, value=len(frames) - 1, description="frame")
+    output = widgets.interactive_output(show, {"step": step, "layer": layer, "frame": frame})
+    return widgets.VBox([widgets.HBox([step, frame]), layer, output])

@@ -1,0 +1,111 @@
+"""probe: features of a known video, PCA pictures, nearest-neighbour correspondence; and the
+sampler pieces the notebooks call by hand (prepare, the x0 estimate in the callback)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sgi2v_lite import probe
+from sgi2v_lite.sampler import generate, prepare
+
+
+def test_pca_uses_one_basis_for_all_frames():
+    # frame 1 is frame 0 shifted by 2 columns: with one basis the same token gets the same colour
+    torch.manual_seed(0)
+    frame0 = torch.randn(16, 6, 6)
+    frame1 = torch.roll(frame0, shifts=2, dims=-1)
+    colours = probe.pca_rgb(torch.stack([frame0, frame1]))
+    assert colours.shape == (2, 6, 6, 3) and colours.min() >= 0 and colours.max() <= 1
+    np.testing.assert_allclose(np.roll(colours[0], 2, axis=1), colours[1], atol=1e-5)
+
+
+def test_match_object_recovers_a_known_shift():
+    torch.manual_seed(0)
+    base = torch.randn(8, 12, 12)
+    frames = torch.stack([base, torch.roll(base, shifts=(1, 3), dims=(-2, -1)), torch.roll(base, shifts=(-2, 0), dims=(-2, -1))])
+    displacement = probe.match_object(frames, (3, 3, 7, 7))  # (F, 2) cells, (x, y)
+    np.testing.assert_array_equal(displacement, [[0, 0], [3, 1], [0, -2]])
+
+
+def test_tracking_error_is_zero_for_features_that_move_with_the_object():
+    torch.manual_seed(0)
+    base = torch.randn(8, 16, 16)
+    features = {"layer": torch.stack([torch.roll(base, shifts=2 * f, dims=-1) for f in range(3)])}
+    cell = 4
+    boxes = np.array([[16 + 8 * f, 16, 40 + 8 * f, 40] for f in range(3)], dtype=float)  # 2 cells a frame
+    np.testing.assert_allclose(probe.tracking_error(features, boxes, cell, (16, 16)), [0, 0])
+    wrong = boxes.copy()
+    wrong[:, [0, 2]] = boxes[0, [0, 2]]  # ground truth says "still": an error of 8 and 16 px
+    np.testing.assert_allclose(probe.tracking_error(features, wrong, cell, (16, 16)), [8, 16])
+
+
+def test_video_features_differ_by_kind_except_at_frame_0(tiny_pipe, tiny_config):
+    rng = np.random.default_rng(1)
+    video = rng.uniform(0, 255, (3, 32, 32, 3)).astype(np.uint8)
+    features = probe.video_features(tiny_pipe, video, 1, tiny_config)
+    assert set(features) == {"naive", "aligned"}
+    name = next(iter(features["aligned"]))
+    assert features["aligned"][name].shape[0] == 3
+    torch.testing.assert_close(features["aligned"][name][0], features["naive"][name][0], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(features["aligned"][name][1], features["naive"][name][1], atol=1e-3)
+
+
+def test_denoising_features_keep_the_chosen_steps_and_the_same_video(tiny_pipe, tiny_image, tiny_config):
+    frames, features = probe.denoising_features(tiny_pipe, tiny_image, tiny_config, steps=[0, 2])
+    plain = generate(tiny_pipe, tiny_image, None, tiny_config.replace(guidance=False), progress=False)
+    np.testing.assert_array_equal(frames, plain.frames)  # recording does not change the video
+    assert set(features) == {"naive", "aligned"} and sorted(features["aligned"]) == [0, 2]
+    layers = features["aligned"][0]
+    assert len(layers) >= 2 and all(f.dtype == torch.float16 for f in layers.values())
+
+
+def test_step_features_are_what_the_optimisation_sees(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
+    from sgi2v_lite.loss import box_loss, feature_map
+
+    losses = {}
+    entering = {}
+
+    def keep(info):
+        entering[info["step"]] = info["latents"]
+        if info["optimised"]:
+            losses[info["step"]] = info["losses"][0]
+
+    generate(tiny_pipe, tiny_image, tiny_tracks, tiny_config, callback=keep, progress=False)
+    run = prepare(tiny_pipe, tiny_image, tiny_tracks, tiny_config)
+    step = tiny_config.optimised_steps[0]
+    features = feature_map(probe.step_features(tiny_pipe, run, entering[step], step), run.latent_hw)
+    # the first iteration's loss at the first optimised step is the loss of the entering latent
+    assert box_loss(features, run.box_cells, run.valid).item() == pytest.approx(losses[step], rel=1e-4)
+
+
+def test_callback_gives_the_x0_estimate(tiny_pipe, tiny_image, tiny_config):
+    steps = []
+    generate(tiny_pipe, tiny_image, None, tiny_config.replace(guidance=False), callback=steps.append, progress=False)
+    for info in steps:
+        sigma = info["sigma"]
+        expected = info["latents"] / (sigma**2 + 1) - sigma / math.sqrt(sigma**2 + 1) * info["noise_pred"]
+        torch.testing.assert_close(info["denoised"], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_prepare_is_generate_steps_1_to_4(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
+    run = prepare(tiny_pipe, tiny_image, tiny_tracks, tiny_config)
+    assert run.guided and run.config.height == 32 and run.box_cells.shape == (2, run.config.num_frames, 4)
+    first = []
+    generate(tiny_pipe, tiny_image, tiny_tracks, tiny_config, callback=first.append, progress=False)
+    torch.testing.assert_close(first[0]["latents"], run.latents)  # the same initial noise
+    assert not prepare(tiny_pipe, tiny_image, None, tiny_config).guided
+
+
+def test_feature_explorer_builds_and_redraws(tiny_pipe, tiny_image, tiny_config):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    frames, features = probe.denoising_features(tiny_pipe, tiny_image, tiny_config, steps=[0, 3])
+    explorer = probe.feature_explorer(frames, features)
+    (step, frame), layer, output = explorer.children[0].children, explorer.children[1], explorer.children[2]
+    assert list(step.options) == [0, 3] and frame.max == len(frames) - 1
+    layer.value = layer.options[0]  # a change redraws without error
+    step.value = 3
+    assert output is not None
