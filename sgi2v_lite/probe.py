@@ -97,11 +97,15 @@ def pca_rgb(features: torch.Tensor, components: int = 3, mask: np.ndarray | None
     of all frames together (so a colour means the same feature in every frame), each component
     stretched between its 1st and 99th percentile. `mask` (F, h, w) bool: fit on those tokens only."""
     from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_limits
 
     frames, channels, height, width = features.shape
     tokens = features.float().permute(0, 2, 3, 1).reshape(-1, channels).numpy()  # (F*h*w, C)
     fit_on = tokens if mask is None else tokens[np.asarray(mask).reshape(-1)]
-    projected = PCA(components, random_state=0).fit(fit_on).transform(tokens)  # (F*h*w, components)
+    # one BLAS thread: numpy's OpenBLAS threads spinning beside torch's OpenMP threads can stall a
+    # 2-core machine for minutes (seen in CI); the fit is small either way
+    with threadpool_limits(limits=1):
+        projected = PCA(components, random_state=0).fit(fit_on).transform(tokens)  # (F*h*w, components)
     low, high = np.percentile(projected, [1, 99], axis=0)
     colours = np.clip((projected - low) / np.maximum(high - low, 1e-8), 0, 1)
     return colours.reshape(frames, height, width, components)
