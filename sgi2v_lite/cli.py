@@ -119,7 +119,7 @@ def cmd_generate(args) -> int:
         config = config.replace(guidance=False)
     config.validate(size_multiple=1)  # before loading the model; the model's own size rule is checked later
 
-    pipe = load_pipeline(args.model, device=args.device)
+    pipe = load_pipeline(model, device=args.device)
     started = time.perf_counter()
     result = generate(pipe, image, tracks, config, progress=not args.quiet)
     frames = draw_tracks(result.frames, result.boxes_px) if args.overlay and tracks else result.frames

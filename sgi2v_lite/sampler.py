@@ -266,7 +266,6 @@ class Prepared:
     latents:   (1, F, C, h, w) initial noise, scaled by the scheduler's initial sigma
     boxes_px:  (N, F, 4) boxes in pixels of the generated frames
     box_cells: (N, F, 4) the same boxes on the latent grid, and `valid` (N, F) (None without tracks)
-    guided:    whether the loop will optimise (guidance on and at least one track)
     """
 
     config: SGI2VConfig
@@ -276,7 +275,11 @@ class Prepared:
     boxes_px: np.ndarray
     box_cells: np.ndarray | None
     valid: np.ndarray | None
-    guided: bool
+
+    @property
+    def guided(self) -> bool:
+        """Whether the loop will optimise: guidance on and at least one track."""
+        return self.config.guidance
 
     @property
     def latent_hw(self) -> tuple[int, int]:
@@ -318,7 +321,7 @@ def prepare(pipe, image, tracks: Tracks | None, config: SGI2VConfig) -> Prepared
     scheduler = fresh_scheduler(pipe, config.num_inference_steps, device)
     shape = (1, num_frames, pipe.unet.config.out_channels, *latent_hw)
     latents = torch.randn(shape, generator=generator).to(device) * scheduler.init_noise_sigma  # float32 always
-    return Prepared(config.replace(guidance=guided), cond, scheduler, latents, boxes_px, box_cells, valid, guided)
+    return Prepared(config.replace(guidance=guided), cond, scheduler, latents, boxes_px, box_cells, valid)
 
 
 def generate(
