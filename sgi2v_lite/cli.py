@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from .errors import InputError
+from .toy.world import TOY_SIZE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     scene.add_argument("--seed", type=int, default=0)
     scene.add_argument("--out", required=True, help="folder for image.png, tracks.json (and video.gif with --video)")
     scene.add_argument("--frames", type=_positive_int, default=8)
-    scene.add_argument("--size", type=_positive_int, default=128)
+    scene.add_argument("--size", type=_positive_int, default=TOY_SIZE, help=f"frame side in pixels (default {TOY_SIZE}, the toy model's)")
     scene.add_argument("--camera", choices=["none", "pan", "zoom_in", "zoom_out"], help="default: drawn at random")
     scene.add_argument("--video", action="store_true", help="also write the ground-truth video")
 

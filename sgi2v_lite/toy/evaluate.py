@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..tracks import Track, Tracks
 from .train import EVAL_SEED_OFFSET
-from .world import Scene, make_scene
+from .world import TOY_SIZE, Scene, make_scene
 
 TARGET_KINDS = ("line", "curve", "static")
 
@@ -130,7 +130,7 @@ def _boxes_overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def make_case(index: int, seed: int = 0, size: int = 128, num_frames: int = 8) -> EvalCase:
+def make_case(index: int, seed: int = 0, size: int = TOY_SIZE, num_frames: int = 8) -> EvalCase:
     """Held-out scene `index` with a target that differs from the object's own motion. The
     controlled object is the largest one whose first box touches no other object (so that the
     first-frame template holds that object alone); scenes without one are skipped."""

@@ -2,7 +2,7 @@
 
     python -m sgi2v_lite.toy.train --out data/toy-svd [--vae-steps N] [--unet-steps N] [--seed S]
 
-Stage 1, the VAE (`AutoencoderKLTemporalDecoder`, x4): reconstruction of toy clips (64 px crops:
+Stage 1, the VAE (`AutoencoderKLTemporalDecoder`, x2): reconstruction of toy clips (32 px crops:
 it is convolutional) with a small KL term; its scaling factor is then set so latents have unit std.
 Stage 2, the UNet (`UNetSpatioTemporalConditionModel`) and the image encoder
 (`CLIPVisionModelWithProjection`), trained together the way SVD was: EDM preconditioning with
@@ -29,26 +29,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .world import make_scene
+from .world import TOY_SIZE, make_scene
 
 TRAIN_SEED_OFFSET = 0  # training clips use seeds 0, 1, 2, ...
 EVAL_SEED_OFFSET = 10_000_000  # evaluation scenes never overlap training clips
-FRAME_SIZE, NUM_FRAMES = 128, 8
+FRAME_SIZE, NUM_FRAMES = TOY_SIZE, 8
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 UNET_CONFIG = dict(
-    sample_size=32,  # 128 px frames through a x4 VAE: a 32 x 32 latent
+    sample_size=32,  # 64 px frames through a x2 VAE: a 32 x 32 latent
     in_channels=8,
     out_channels=4,
     # SVD's blocks, without attention at the 32 x 32 level (too slow on a CPU): the middle-resolution
     # up block, up_blocks[1] at 16 x 16, plays the role of SVD's up_blocks[2] at 36 x 64
     down_block_types=("DownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal"),
     up_block_types=("CrossAttnUpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal", "UpBlockSpatioTemporal"),
-    block_out_channels=(32, 64, 96),
+    # at least 64 channels at the top level: diffusers fixes GroupNorm at 32 groups, and with 32
+    # channels the norm before the output convolution is an instance norm, which erases each
+    # channel's per-frame mean (the frame's colour) so the model cannot predict it
+    block_out_channels=(64, 64, 96),
     layers_per_block=1,
     cross_attention_dim=64,
-    num_attention_heads=(2, 4, 6),
+    num_attention_heads=(4, 4, 6),
     addition_time_embed_dim=32,
     projection_class_embeddings_input_dim=96,
     num_frames=NUM_FRAMES,
@@ -56,8 +59,11 @@ UNET_CONFIG = dict(
 VAE_CONFIG = dict(
     in_channels=3,
     out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 3,
-    block_out_channels=(32, 64, 64),
+    # x2: 64 px frames to a 32 x 32 latent. 64 channels at the image end and 128 at the latent end
+    # (2 and 4 channels per GroupNorm group): with 32 channels the last norms erase colour means,
+    # and the VAE learns several times slower
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    block_out_channels=(64, 128),
     layers_per_block=1,
     latent_channels=4,
     sample_size=FRAME_SIZE,
@@ -179,7 +185,7 @@ def diffusion_loss(unet, image_encoder, vae, video: torch.Tensor, motion_bucket:
     return F.mse_loss(prediction, target)
 
 
-def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: float = 3e-4, ema_decay: float = 0.998,
+def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: float = 5e-4, ema_decay: float = 0.998,
                checkpoint=None, checkpoint_every: int = 250, unet_config=None, image_encoder_config=None,
                start_step: int = 0, resume_from=None):  # fmt: skip
     """Stage 2. `resume_from` (unet, image_encoder) and `start_step` continue a run from a saved
@@ -274,14 +280,14 @@ A real `StableVideoDiffusionPipeline` (diffusers' `UNetSpatioTemporalConditionMo
 Freshly generated clips, never repeated: {FRAME_SIZE} x {FRAME_SIZE} pixels, {NUM_FRAMES} frames; 1 to 3 shapes
 (circle, square, triangle) at constant velocity, bouncing off the borders, over a smooth textured
 background; 25 % of clips with camera pan, zoom in or zoom out. Motion bucket id = mean object
-displacement (0 still .. 255 for 4 px a frame); fps 7; noise augmentation log-normal (-3, 0.5).
+displacement (0 still .. 255 for {4 * FRAME_SIZE / 128:g} px a frame); fps 7; noise augmentation log-normal (-3, 0.5).
 Evaluation scenes come from a disjoint seed range.
 
 ## Architecture
 | part | configuration | parameters |
 |---|---|---|
 | UNet | blocks {UNET_CONFIG['block_out_channels']}, down {UNET_CONFIG['down_block_types']}, {UNET_CONFIG['layers_per_block']} layer per block, heads {UNET_CONFIG['num_attention_heads']}, latent 4 x 32 x 32 | {count(pipe.unet)} |
-| VAE | blocks {VAE_CONFIG['block_out_channels']} (x4), 4 latent channels, scaling factor {pipe.vae.config.scaling_factor:.4f} | {count(pipe.vae)} |
+| VAE | blocks {VAE_CONFIG['block_out_channels']} (x{2 ** (len(VAE_CONFIG['block_out_channels']) - 1)}), 4 latent channels, scaling factor {pipe.vae.config.scaling_factor:.4f} | {count(pipe.vae)} |
 | image encoder | CLIP ViT, hidden {IMAGE_ENCODER_CONFIG['hidden_size']}, {IMAGE_ENCODER_CONFIG['num_hidden_layers']} layers, {IMAGE_ENCODER_CONFIG['image_size']} px input, projection {IMAGE_ENCODER_CONFIG['projection_dim']} | {count(pipe.image_encoder)} |
 
 The middle-resolution up block, `up_blocks[1]` (16 x 16), plays the role of SVD's `up_blocks[2]`:
@@ -291,7 +297,7 @@ SG-I2V hooks `up_blocks.1.attentions.1.transformer_blocks.0.attn1`. Weights stor
 ## Training
 - VAE: {last['vae'].get('step', -1) + 1} steps, 4 clips of 32 x 32 crops, AdamW lr 3e-4 (cosine), MSE + 0.5 L1 +
   1e-4 KL on the posterior mode; held-out PSNR {vae_done.get('psnr_db', float('nan')):.1f} dB.
-- UNet and image encoder together: {last['unet'].get('step', -1) + 1} steps of 4 clips, AdamW lr 3e-4 (cosine),
+- UNet and image encoder together: {last['unet'].get('step', -1) + 1} steps of 4 clips, AdamW lr 5e-4 (cosine),
   SVD's objective (EDM preconditioning, v-prediction, log-normal sigma (0.7, 1.6)), conditioning
   dropout 10 %, EMA 0.998 (saved); final loss {last['unet'].get('loss', float('nan')):.3f}.
 - Total {total_minutes:.0f} minutes on the project's 2-core CPU machine (2 threads).
@@ -326,8 +332,8 @@ def save(pipe, out: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/toy-svd")
-    parser.add_argument("--vae-steps", type=int, default=2500)
-    parser.add_argument("--unet-steps", type=int, default=2600)
+    parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--unet-steps", type=int, default=2200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint this script saved in DIR "

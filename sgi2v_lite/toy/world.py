@@ -18,6 +18,7 @@ from ..tracks import Track, Tracks
 
 SHAPES = ("circle", "square", "triangle")
 CAMERA_MOTIONS = ("none", "pan", "zoom_in", "zoom_out")
+TOY_SIZE = 64  # frame side in pixels of the toy model (data/toy-svd); any size renders the same scene
 
 
 @dataclass
@@ -90,7 +91,7 @@ def _bounce(start: float, velocity: float, frames: np.ndarray, low: float, high:
     return low + np.where(raw > span, 2 * span - raw, raw)
 
 
-def make_scene(seed: int, size: int = 128, num_frames: int = 8, camera: str | None = None) -> Scene:
+def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str | None = None) -> Scene:
     """One seeded toy video of `num_frames` frames of `size` x `size` pixels, with ground truth."""
     rng = np.random.default_rng(seed)
     background = _background(rng)
