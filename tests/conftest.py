@@ -22,6 +22,14 @@ def tiny_pipe():
     return load_pipeline("tiny-random")
 
 
+@pytest.fixture(scope="session")
+def toy_pipe():
+    """The shipped toy model (data/toy-svd), loaded once for the tests that run it."""
+    from sgi2v_lite.models import load_pipeline
+
+    return load_pipeline("toy")
+
+
 @pytest.fixture
 def tiny_config():
     """32 x 32 frames, few steps and iterations: a whole guided run of the tiny pipeline in well

@@ -187,7 +187,7 @@ def test_a_few_unet_steps_lower_the_diffusion_loss():
     assert after < 0.7 * before
 
 
-def test_the_shipped_toy_model_follows_a_target_better_guided_than_unguided():
+def test_the_shipped_toy_model_follows_a_target_better_guided_than_unguided(toy_pipe):
     """Behaviour, not timing: held-out case 12 (a straight target the scene would not follow) with
     the toy preset; the guided video's tracked object stays much nearer the target. On average
     over scenes the toy model's guidance is far weaker (data/toy-svd/README.md): this is a scene
@@ -195,15 +195,13 @@ def test_the_shipped_toy_model_follows_a_target_better_guided_than_unguided():
     from PIL import Image
 
     from sgi2v_lite.config import get_preset
-    from sgi2v_lite.models import load_pipeline
     from sgi2v_lite.sampler import generate
 
-    pipe = load_pipeline("toy")
     case = make_case(12)
     first = Image.fromarray(case.scene.frames[0])
     objmc = {}
     for guided in (False, True):
-        video = generate(pipe, first, case.tracks(), get_preset("toy").replace(guidance=guided), progress=False)
+        video = generate(toy_pipe, first, case.tracks(), get_preset("toy").replace(guidance=guided), progress=False)
         assert video.frames.shape == case.scene.frames.shape
         objmc[guided] = score_video(video.frames, case)["objmc"]
     assert objmc[True] < 0.6 * objmc[False], objmc
@@ -215,37 +213,33 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / max(mse, 1e-12)))
 
 
-def test_the_shipped_toy_vae_reconstructs_held_out_clips():
+def test_the_shipped_toy_vae_reconstructs_held_out_clips(toy_pipe):
     """The VAE round trip (what every generated frame goes through) keeps shapes and colours on
     clips it never trained on. The first toy VAE (32 channels at the image end, where diffusers'
     32-group GroupNorm erases each channel's mean) reached 18.9 dB."""
-    from sgi2v_lite.models import load_pipeline
     from sgi2v_lite.toy.train import EVAL_SEED_OFFSET, clip_batch
 
-    pipe = load_pipeline("toy")
     video, _ = clip_batch(EVAL_SEED_OFFSET + 500 + np.arange(2))  # (2, F, 3, H, W) in [-1, 1]
     frames = video.flatten(0, 1)
     with torch.no_grad():
-        latents = pipe.vae.encode(frames).latent_dist.mode()
-        reconstruction = pipe.vae.decode(latents, num_frames=video.shape[1]).sample.clamp(-1, 1)
+        latents = toy_pipe.vae.encode(frames).latent_dist.mode()
+        reconstruction = toy_pipe.vae.decode(latents, num_frames=video.shape[1]).sample.clamp(-1, 1)
     as_uint8 = lambda x: ((x.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round()  # noqa: E731
     assert _psnr(as_uint8(reconstruction), as_uint8(frames)) > 27  # measured: 30.1 dB over 8 held-out clips at the end of training
 
 
-def test_the_shipped_toy_model_starts_its_video_from_the_input_image():
+def test_the_shipped_toy_model_starts_its_video_from_the_input_image(toy_pipe):
     """SVD generates frame 0 as well; a model that can use its conditioning reproduces the input
     image there, colours included (the first toy model shifted them)."""
     from PIL import Image
 
     from sgi2v_lite.config import get_preset
-    from sgi2v_lite.models import load_pipeline
     from sgi2v_lite.sampler import generate
 
-    pipe = load_pipeline("toy")
     for index in (1, 2):
         case = make_case(index)
         first = case.scene.frames[0]
-        video = generate(pipe, Image.fromarray(first), case.tracks(), get_preset("toy").replace(guidance=False), progress=False)
+        video = generate(toy_pipe, Image.fromarray(first), case.tracks(), get_preset("toy").replace(guidance=False), progress=False)
         assert _psnr(video.frames[0], first) > 23, index  # measured 26.7 and 29.0 dB; the first toy model: 19.0 and 16.0
         colour_shift = np.abs(video.frames[0].reshape(-1, 3).mean(0) - first.reshape(-1, 3).mean(0)).max()
         assert colour_shift < 12, (index, colour_shift)  # measured 4.2 and 3.3; the first toy model: 18.8 and 56.5

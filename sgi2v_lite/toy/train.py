@@ -33,7 +33,7 @@ from .world import TOY_SIZE, make_scene
 
 TRAIN_SEED_OFFSET = 0  # training clips use seeds 0, 1, 2, ...
 EVAL_SEED_OFFSET = 10_000_000  # evaluation scenes never overlap training clips
-FRAME_SIZE, NUM_FRAMES = TOY_SIZE, 8
+NUM_FRAMES = 8
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -66,7 +66,7 @@ VAE_CONFIG = dict(
     block_out_channels=(64, 128),
     layers_per_block=1,
     latent_channels=4,
-    sample_size=FRAME_SIZE,
+    sample_size=TOY_SIZE,
 )
 IMAGE_ENCODER_CONFIG = dict(
     hidden_size=64,
@@ -81,7 +81,7 @@ IMAGE_ENCODER_CONFIG = dict(
 
 def clip_batch(seeds) -> tuple[torch.Tensor, torch.Tensor]:
     """Fresh toy clips: video (B, F, 3, H, W) in [-1, 1] and motion bucket ids (B,)."""
-    scenes = [make_scene(int(s), FRAME_SIZE, NUM_FRAMES) for s in seeds]
+    scenes = [make_scene(int(s), TOY_SIZE, NUM_FRAMES) for s in seeds]
     video = torch.from_numpy(np.stack([s.frames for s in scenes])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
     return video, torch.tensor([s.motion_bucket_id for s in scenes], dtype=torch.float32)
 
@@ -132,7 +132,7 @@ def train_vae(steps: int, seed: int, log: Log, batch_clips: int = 4, crop: int =
         for group in optimiser.param_groups:
             group["lr"] = current_lr
         video, _ = clip_batch(TRAIN_SEED_OFFSET + seed * 1_000_000 + step * batch_clips + np.arange(batch_clips))
-        y, x = rng.integers(0, FRAME_SIZE - crop + 1, 2)
+        y, x = rng.integers(0, TOY_SIZE - crop + 1, 2)
         frames = video[..., y : y + crop, x : x + crop].flatten(0, 1)  # (B*F, 3, crop, crop), one crop per batch
         loss, parts = vae_loss(vae, frames, NUM_FRAMES)
         optimiser.zero_grad()
@@ -277,10 +277,10 @@ A real `StableVideoDiffusionPipeline` (diffusers' `UNetSpatioTemporalConditionMo
 `load_pipeline("toy")` loads it with `from_pretrained`, the same path as a real checkpoint.
 
 ## Data
-Freshly generated clips, never repeated: {FRAME_SIZE} x {FRAME_SIZE} pixels, {NUM_FRAMES} frames; 1 to 3 shapes
+Freshly generated clips, never repeated: {TOY_SIZE} x {TOY_SIZE} pixels, {NUM_FRAMES} frames; 1 to 3 shapes
 (circle, square, triangle) at constant velocity, bouncing off the borders, over a smooth textured
 background; 25 % of clips with camera pan, zoom in or zoom out. Motion bucket id = mean object
-displacement (0 still .. 255 for {4 * FRAME_SIZE / 128:g} px a frame); fps 7; noise augmentation log-normal (-3, 0.5).
+displacement (0 still .. 255 for {4 * TOY_SIZE / 128:g} px a frame); fps 7; noise augmentation log-normal (-3, 0.5).
 Evaluation scenes come from a disjoint seed range.
 
 ## Architecture
