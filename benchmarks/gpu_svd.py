@@ -369,7 +369,8 @@ def guided_run(pipe, run: Run, config: SGI2VConfig, image, tracks, device, timer
             with torch.enable_grad(), precision:
                 with timer.phase("optimisation iterations", config.iterations):
                     optimised, step_losses, _ = optimise_latent(
-                        unet, scheduler, latents, timestep, cond, box_cells, valid, config
+                        unet, scheduler, latents, timestep, cond, box_cells, valid, config,
+                        sigma=float(scheduler.sigmas[step]),
                     )
             losses.append(step_losses)
             if config.frequency_mix:

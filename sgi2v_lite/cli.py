@@ -14,6 +14,8 @@ from pathlib import Path
 from .errors import InputError
 from .toy.world import TOY_SIZE
 
+STRIP_MIN_HEIGHT = 192  # --strip enlarges smaller frames (the toy's 64 px) by a whole factor
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of argparse's usage block
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="any other setting of SGI2VConfig, e.g. --set learning_rate=0.5 --set frequency_mix=false")
     gen.add_argument("--no-guidance", action="store_true", help="plain SVD: no latent optimisation")
     gen.add_argument("--overlay", action="store_true", help="draw the boxes and trajectories over the video")
-    gen.add_argument("--strip", help="also save the frames side by side as this PNG")
+    gen.add_argument("--strip", help=f"also save the frames side by side as this PNG (frames under "
+                     f"{STRIP_MIN_HEIGHT} px enlarged, pixels as blocks)")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -126,7 +129,7 @@ def cmd_generate(args) -> int:
     frames = draw_tracks(result.frames, result.boxes_px) if args.overlay and tracks else result.frames
     write_video(out, frames, fps=result.config.fps)
     if args.strip:
-        save_png(args.strip, frame_strip(frames))
+        save_png(args.strip, frame_strip(frames, min_height=STRIP_MIN_HEIGHT))
     mode = "guided" if (tracks and result.config.guidance) else "unguided"
     print(f"wrote {out}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, {mode}, "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip

@@ -129,6 +129,17 @@ def unet_input(scheduler, latents: torch.Tensor, timestep, cond: Conditioning, d
     return torch.cat([scaled.repeat(repeat, 1, 1, 1, 1), cond.image_latents], dim=2)
 
 
+def step_learning_rate(config: SGI2VConfig, sigma: float) -> float:
+    """AdamW's learning rate at an optimised step of noise level `sigma`: `learning_rate` itself
+    (the paper, spec step 3) or, with `learning_rate_scaling="sigma"`, learning_rate x sigma, so
+    that a step moves the latent by the same fraction of its noise level at every step."""
+    if config.learning_rate_scaling == "constant":
+        return config.learning_rate
+    if sigma is None:
+        raise ValueError("learning_rate_scaling='sigma' needs the step's sigma (scheduler.sigmas[step])")
+    return config.learning_rate * sigma
+
+
 def optimise_latent(
     unet,
     scheduler,
@@ -138,16 +149,20 @@ def optimise_latent(
     box_cells: np.ndarray,
     valid: np.ndarray,
     config: SGI2VConfig,
+    sigma: float | None = None,
 ) -> tuple[torch.Tensor, list[float], dict[str, torch.Tensor]]:
     """Spec step 3: AdamW on the scheduler's own noisy latent z_t (before `scale_model_input`).
 
-    latents: (1, F, C, h, w). A fresh optimiser, `config.iterations` iterations, each a forward
-    pass (conditional only, stopped after the last hooked block if `truncate_forward`) that
-    records the aligned features, the box loss, and a backward pass to the latent.
+    latents: (1, F, C, h, w) at noise level `sigma`. A fresh optimiser, `config.iterations`
+    iterations, each a forward pass (conditional only, stopped after the last hooked block if
+    `truncate_forward`) that records the aligned features, the box loss, and a backward pass to the
+    latent. With `optimise_first_frame` off only frames 1..F-1 are variables.
     Returns (optimised latent, loss per iteration, features of the last iteration)."""
     latent_hw = tuple(latents.shape[-2:])
-    variable = latents.detach().float().clone().requires_grad_(True)
-    optimiser = torch.optim.AdamW([variable], lr=config.learning_rate, weight_decay=config.weight_decay)
+    first = 0 if config.optimise_first_frame else 1
+    fixed = latents[:, :first].detach().float()  # (1, 0 or 1, C, h, w)
+    variable = latents[:, first:].detach().float().clone().requires_grad_(True)
+    optimiser = torch.optim.AdamW([variable], lr=step_learning_rate(config, sigma), weight_decay=config.weight_decay)
     conditional = cond.conditional()
     losses, features = [], {}
     with record_features(
@@ -163,7 +178,7 @@ def optimise_latent(
             features = run_to_features(
                 unet,
                 recorder,
-                unet_input(scheduler, variable, timestep, conditional, unet.dtype),
+                unet_input(scheduler, torch.cat([fixed, variable], dim=1), timestep, conditional, unet.dtype),
                 timestep,
                 encoder_hidden_states=conditional.image_embeddings,
                 added_time_ids=conditional.added_time_ids,
@@ -175,7 +190,7 @@ def optimise_latent(
             optimiser.step()
             losses.append(loss.item())
     features = {name: f.detach() for name, f in features.items()}
-    return variable.detach().to(latents.dtype), losses, features
+    return torch.cat([fixed, variable.detach()], dim=1).to(latents.dtype), losses, features
 
 
 def guidance_scales(config: SGI2VConfig, device, dtype) -> torch.Tensor:
@@ -215,7 +230,7 @@ def sample(
         if info["optimised"]:
             with torch.enable_grad():
                 optimised, losses, features = optimise_latent(
-                    unet, scheduler, latents, timestep, cond, box_cells, valid, config
+                    unet, scheduler, latents, timestep, cond, box_cells, valid, config, sigma=info["sigma"]
                 )
             mixed = (
                 mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order)

@@ -43,9 +43,14 @@ def draw_tracks(frames: np.ndarray, boxes_px: np.ndarray, line_width: int = 1) -
     return np.stack(drawn)
 
 
-def frame_strip(frames: np.ndarray, every: int = 1, gap: int = 2) -> np.ndarray:
-    """Frames side by side, (H, k*W + gaps, 3) uint8, white gaps: a video on one line of a README."""
+def frame_strip(frames: np.ndarray, every: int = 1, gap: int = 2, min_height: int = 0) -> np.ndarray:
+    """Frames side by side, (H', k*W' + gaps, 3) uint8, white gaps: a video on one line of a README.
+
+    Frames lower than `min_height` are enlarged by the smallest whole factor that reaches it, each
+    pixel a block (a 64 px toy frame stays readable; no interpolation invents detail)."""
     chosen = list(np.asarray(frames)[::every])
+    factor = max(1, -(-min_height // chosen[0].shape[0]))  # ceil
+    chosen = [frame.repeat(factor, axis=0).repeat(factor, axis=1) for frame in chosen]
     height = chosen[0].shape[0]
     spacer = np.full((height, gap, 3), 255, np.uint8)
     pieces = []

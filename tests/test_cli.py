@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REFERENCE_TRAJ, ROOT
 from sgi2v_lite.cli import main
@@ -50,6 +51,20 @@ def test_python_dash_m_entry_point(inputs):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "unguided" in result.stdout and out.is_file() and (inputs / "strip.png").is_file()
+    strip = np.asarray(Image.open(inputs / "strip.png"))
+    assert strip.shape[0] == 192  # 32 px frames enlarged x6 to reach STRIP_MIN_HEIGHT
+
+
+def test_frame_strip_enlarges_small_frames_by_whole_blocks():
+    from sgi2v_lite.viz import frame_strip
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 5, 4, 3), dtype=np.uint8)
+    strip = frame_strip(frames, min_height=12)  # ceil(12 / 5) = x3
+    assert strip.shape == (15, 3 * 12 + 2 * 2, 3)
+    np.testing.assert_array_equal(strip[:, :12], frames[0].repeat(3, axis=0).repeat(3, axis=1))
+    np.testing.assert_array_equal(strip[:, -12:], frames[2].repeat(3, axis=0).repeat(3, axis=1))
+    assert (strip[:, 12:14] == 255).all()
+    assert frame_strip(frames).shape == (5, 3 * 4 + 2 * 2, 3)
 
 
 def bad(inputs, tmp_path):

@@ -104,6 +104,7 @@ def test_presets():
         (dict(width=-64), "'width' must be a positive integer"),
         (dict(optimised_steps=(3, 60)), "optimised steps [60] lie outside"),
         (dict(feature_kind="plain"), "'feature_kind' must be"),
+        (dict(learning_rate_scaling="linear"), "'learning_rate_scaling' must be 'constant' or 'sigma'"),
     ],
 )
 def test_bad_settings_are_named(change, message):
@@ -144,3 +145,31 @@ def test_gradient_checkpointing_gives_the_same_optimisation(tiny_pipe, tiny_imag
     tiny_pipe.unet.disable_gradient_checkpointing()
     assert steps_checkpointed[1]["losses"] == pytest.approx(steps_plain[1]["losses"], rel=1e-5)
     torch.testing.assert_close(checkpointed.latents, plain.latents, rtol=1e-4, atol=1e-4)
+
+
+def test_first_frame_can_be_held_fixed(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
+    """optimise_first_frame=False: frame 0's latent (the anchor) leaves the optimisation unchanged,
+    the other frames still move; by default all frames move (the paper)."""
+    held, free = [], []
+    run(tiny_pipe, tiny_image, tiny_tracks, tiny_config.replace(optimise_first_frame=False), callback=held.append)
+    run(tiny_pipe, tiny_image, tiny_tracks, tiny_config.replace(optimise_first_frame=True), callback=free.append)
+    for steps in (held, free):
+        assert steps[1]["latents_optimised"].shape == steps[1]["latents"].shape
+    torch.testing.assert_close(held[1]["latents_optimised"][:, 0], held[1]["latents"][:, 0], rtol=0, atol=0)
+    assert not torch.equal(held[1]["latents_optimised"][:, 1:], held[1]["latents"][:, 1:])
+    assert not torch.equal(free[1]["latents_optimised"][:, 0], free[1]["latents"][:, 0])
+
+
+@pytest.mark.parametrize("scaling", ["constant", "sigma"])
+def test_learning_rate_scaling(tiny_pipe, tiny_image, tiny_tracks, tiny_config, scaling):
+    """Adam's first step moves each element with a gradient by about the learning rate (|m / sqrt(v)| = 1):
+    learning_rate itself ("constant"), or learning_rate x the step's sigma ("sigma")."""
+    lr = {"constant": 1.0, "sigma": 0.01}[scaling]  # moves far above float32's resolution at |z| ~ 1000
+    config = tiny_config.replace(iterations=1, weight_decay=0.0, learning_rate=lr, learning_rate_scaling=scaling)
+    steps = []
+    run(tiny_pipe, tiny_image, tiny_tracks, config, callback=steps.append)
+    for info in (steps[1], steps[2]):
+        moved = (info["latents_optimised"] - info["latents"]).abs().max().item()
+        expected = lr * (info["sigma"] if scaling == "sigma" else 1.0)
+        assert moved == pytest.approx(expected, rel=0.03)  # below lr where |grad| nears Adam's eps (1e-8)
+    assert steps[1]["sigma"] > 2 * steps[2]["sigma"]  # so the two scalings are told apart

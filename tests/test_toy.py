@@ -129,6 +129,13 @@ def test_evaluation_targets_differ_from_the_natural_motion():
     assert set(kinds) == set(TARGET_KINDS)
 
 
+def test_evaluation_row_names_hold_no_commas():
+    """`evaluate --rows` splits its argument on commas."""
+    from sgi2v_lite.toy.evaluate import ROWS
+
+    assert [name for name in ROWS if "," in name] == []
+
+
 def test_colour_area_counts_the_object():
     scene = make_scene(1, camera="none")
     area = colour_area(scene.frames, scene.objects[0].colour)
@@ -187,17 +194,52 @@ def test_a_few_unet_steps_lower_the_diffusion_loss():
     assert after < 0.7 * before
 
 
+@pytest.mark.slow
+def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
+    """`make toy-model` in two sittings: a 4-step run with checkpoints every 2 steps, then --resume
+    to 6 steps. The second sitting keeps the VAE and the log up to the last checkpoint, trains only
+    steps 4..5, and its model card says so. Full toy size: a few seconds a step."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from sgi2v_lite.models import load_pipeline
+    from sgi2v_lite.toy.train import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    threads = str(torch.get_num_threads())  # main() sets torch's thread count: leave it as the session had it
+    main(["--out", str(first), "--vae-steps", "2", "--unet-steps", "4", "--checkpoint-every", "2", "--threads", threads])
+    main(["--out", str(second), "--resume", str(first), "--unet-steps", "6", "--checkpoint-every", "2", "--threads", threads])
+    records = [json.loads(line) for line in (second / "training_log.jsonl").read_text().splitlines()]
+    resume = next(r for r in records if r["stage"] == "resume")
+    assert resume["step"] == 4
+    after = records[records.index(resume):]
+    assert [r["step"] for r in after if r["stage"] == "unet"] == [5]  # logged: every 25th step and the last
+    assert [r["step"] for r in after if r["stage"] == "checkpoint"] == [6]
+    assert [r["step"] for r in records if r["stage"] == "checkpoint"] == [2, 4, 6]
+    vae_file = "vae/diffusion_pytorch_model.safetensors"
+    for name, tensor in load_file(first / vae_file).items():
+        assert torch.equal(tensor, load_file(second / vae_file)[name]), name
+    assert "two sittings" in (second / "README.md").read_text()
+    assert load_pipeline(str(second)).unet.config.sample_size == load_pipeline(str(first)).unet.config.sample_size
+
+    with pytest.raises(SystemExit):  # a folder with no checkpoint: a named error, not a max() of nothing
+        main(["--out", str(tmp_path / "third"), "--resume", str(tmp_path / "nothing")])
+    assert "records no UNet checkpoint" in capsys.readouterr().err
+
+
 def test_the_shipped_toy_model_follows_a_target_better_guided_than_unguided(toy_pipe):
-    """Behaviour, not timing: held-out case 12 (a straight target the scene would not follow) with
-    the toy preset; the guided video's tracked object stays much nearer the target. On average
-    over scenes the toy model's guidance is far weaker (data/toy-svd/README.md): this is a scene
-    where it works, kept as a regression test of the whole guided path on the shipped weights."""
+    """Behaviour, not timing: held-out case 7 (a curved target the scene would not follow) with
+    the toy preset; the guided video's tracked object stays much nearer the target (5.0 px
+    against 12.1 px unguided, measured). On average over scenes the toy model's guidance is
+    weaker (0.74 x unguided on 32 scenes, data/toy-svd/README.md): this is a scene where it works,
+    kept as a regression test of the whole guided path on the shipped weights."""
     from PIL import Image
 
     from sgi2v_lite.config import get_preset
     from sgi2v_lite.sampler import generate
 
-    case = make_case(12)
+    case = make_case(7)
     first = Image.fromarray(case.scene.frames[0])
     objmc = {}
     for guided in (False, True):

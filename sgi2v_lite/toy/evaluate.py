@@ -197,6 +197,7 @@ def score_video(frames: np.ndarray, case: EvalCase) -> dict:
     )
 
 
+# Row names hold no commas: `evaluate --rows` takes a comma-separated list of them.
 ROWS = {
     "unguided": dict(guidance=False),
     "SG-I2V (toy defaults)": {},
@@ -204,12 +205,16 @@ ROWS = {
     "no frequency mix": dict(frequency_mix=False),
     "layer: up_blocks.1.attentions.0 (16x16)": dict(feature_layers=("up_blocks.1.attentions.0.transformer_blocks.0.attn1",)),
     "layer: up_blocks.0.attentions.1 (8x8)": dict(feature_layers=("up_blocks.0.attentions.1.transformer_blocks.0.attn1",)),
-    "lr 0.21 (the paper's)": dict(learning_rate=0.21),
-    "lr 3": dict(learning_rate=3.0),
-    "lr 30": dict(learning_rate=30.0),
+    "frame 0 optimised too (the paper)": dict(optimise_first_frame=True),
+    "constant lr 10 + frame 0 optimised (the preset before)": dict(
+        learning_rate=10.0, learning_rate_scaling="constant", optimise_first_frame=True
+    ),
+    "constant lr 0.21 (the paper's)": dict(learning_rate=0.21, learning_rate_scaling="constant"),
+    "lr 0.12 x sigma": dict(learning_rate=0.12),
+    "lr 0.1 x sigma + weight decay 0": dict(learning_rate=0.1, weight_decay=0.0),
     "steps 0..4 (early)": dict(optimised_steps=tuple(range(0, 5))),
     "steps 10..16 (late)": dict(optimised_steps=tuple(range(10, 17))),
-    "weight decay 0": dict(weight_decay=0.0),
+    "steps 2..14": dict(optimised_steps=tuple(range(2, 15))),
 }
 DEFAULT_ROWS = tuple(ROWS)
 

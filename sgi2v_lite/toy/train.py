@@ -336,6 +336,7 @@ def main(argv=None) -> None:
     parser.add_argument("--unet-steps", type=int, default=2200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint-every", type=int, default=250, help="save the EMA UNet every N steps")
     parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint this script saved in DIR "
                         "(its VAE, and its UNet and image encoder at the last logged checkpoint step)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -347,9 +348,12 @@ def main(argv=None) -> None:
     if args.resume:
         from ..models import load_pipeline
 
-        previous = [line for line in (Path(args.resume) / "training_log.jsonl").read_text().splitlines() if line.strip()]
-        start_step = max(json.loads(line)["step"] for line in previous if '"checkpoint"' in line)
-        kept = previous[: max(i for i, line in enumerate(previous) if '"checkpoint"' in line) + 1]
+        log_path = Path(args.resume) / "training_log.jsonl"
+        previous = [line for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
+        saved = [i for i, line in enumerate(previous) if json.loads(line).get("stage") == "checkpoint"]
+        if not saved:
+            parser.error(f"--resume {args.resume}: {log_path} records no UNet checkpoint to continue from")
+        start_step, kept = json.loads(previous[saved[-1]])["step"], previous[: saved[-1] + 1]
         resumed = load_pipeline(args.resume, device="cpu", dtype=torch.float32)
         vae, resume_from = resumed.vae, (resumed.unet, resumed.image_encoder)
         log = Log(out / "training_log.jsonl")
@@ -364,7 +368,8 @@ def main(argv=None) -> None:
         log(stage="checkpoint", step=step)
 
     unet, image_encoder = train_unet(vae, args.unet_steps, args.seed, log, checkpoint=checkpoint,
-                                     start_step=start_step, resume_from=resume_from)  # fmt: skip
+                                     checkpoint_every=args.checkpoint_every, start_step=start_step,
+                                     resume_from=resume_from)  # fmt: skip
     save(assemble(vae, unet, image_encoder), out)
     plot_log(out / "training_log.jsonl", out / "training_loss.png")
     log(stage="done", vae_steps=args.vae_steps, unet_steps=args.unet_steps,
