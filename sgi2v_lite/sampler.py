@@ -193,6 +193,21 @@ def optimise_latent(
     return torch.cat([fixed, variable.detach()], dim=1).to(latents.dtype), losses, features
 
 
+def check_weight_decay(config: SGI2VConfig, scheduler, optimised_steps) -> None:
+    """AdamW's decoupled decay multiplies the latent by (1 - lr x weight_decay) each iteration. At
+    1 or more it zeroes or flips the latent (a sigma-scaled rate reaches that at large sigma):
+    refuse, naming the first such step, rather than return a silently wrong video."""
+    for step in sorted(optimised_steps):
+        sigma = float(scheduler.sigmas[step])
+        lr = step_learning_rate(config, sigma)
+        if lr * config.weight_decay >= 1:
+            raise InputError(
+                f"optimised step {step} (sigma {sigma:.1f}): learning rate {lr:.3g} x weight_decay "
+                f"{config.weight_decay} = {lr * config.weight_decay:.2f} >= 1, so AdamW's decay would zero or "
+                "flip the latent; lower 'learning_rate' or 'weight_decay'"
+            )
+
+
 def guidance_scales(config: SGI2VConfig, device, dtype) -> torch.Tensor:
     """Per-frame CFG scale (1, F, 1, 1, 1), linear from min (frame 0) to max (last frame)."""
     scales = torch.linspace(config.min_guidance_scale, config.max_guidance_scale, config.num_frames)
@@ -224,6 +239,7 @@ def sample(
     scales = guidance_scales(config, latents.device, latents.dtype)
     optimised_steps = set(config.optimised_steps) if config.guidance and box_cells is not None else set()
     latent_hw = tuple(latents.shape[-2:])
+    check_weight_decay(config, scheduler, optimised_steps)
     for step, timestep in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
         info = {"step": step, "timestep": timestep, "sigma": float(scheduler.sigmas[step]), "latents": latents}
         info["optimised"] = step in optimised_steps and config.iterations > 0

@@ -21,6 +21,7 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell.get("outputs") == [] and cell.get("execution_count") is None, path.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_on_the_toy_model(path):
     import nbformat

@@ -173,3 +173,14 @@ def test_learning_rate_scaling(tiny_pipe, tiny_image, tiny_tracks, tiny_config, 
         expected = lr * (info["sigma"] if scaling == "sigma" else 1.0)
         assert moved == pytest.approx(expected, rel=0.03)  # below lr where |grad| nears Adam's eps (1e-8)
     assert steps[1]["sigma"] > 2 * steps[2]["sigma"]  # so the two scalings are told apart
+
+
+def test_a_weight_decay_that_would_flip_the_latent_is_refused(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
+    """AdamW multiplies the latent by (1 - lr x wd) per iteration: at lr x wd >= 1 the video would be
+    silently wrong, so the sampler names the step and the product before it starts."""
+    from sgi2v_lite.errors import InputError
+
+    config = tiny_config.replace(learning_rate=150.0, learning_rate_scaling="constant", weight_decay=0.01)
+    with pytest.raises(InputError, match=r"optimised step 1 \(sigma [0-9.]+\): learning rate 150 x weight_decay 0.01 = 1.50"):
+        run(tiny_pipe, tiny_image, tiny_tracks, config)
+    run(tiny_pipe, tiny_image, tiny_tracks, config.replace(weight_decay=0.005))  # 0.75: allowed

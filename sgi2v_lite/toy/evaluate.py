@@ -206,12 +206,14 @@ ROWS = {
     "layer: up_blocks.1.attentions.0 (16x16)": dict(feature_layers=("up_blocks.1.attentions.0.transformer_blocks.0.attn1",)),
     "layer: up_blocks.0.attentions.1 (8x8)": dict(feature_layers=("up_blocks.0.attentions.1.transformer_blocks.0.attn1",)),
     "frame 0 optimised too (the paper)": dict(optimise_first_frame=True),
-    "constant lr 10 + frame 0 optimised (the preset before)": dict(
-        learning_rate=10.0, learning_rate_scaling="constant", optimise_first_frame=True
-    ),
     "constant lr 0.21 (the paper's)": dict(learning_rate=0.21, learning_rate_scaling="constant"),
     "lr 0.12 x sigma": dict(learning_rate=0.12),
-    "lr 0.1 x sigma + weight decay 0": dict(learning_rate=0.1, weight_decay=0.0),
+    "2 iterations at lr 0.18 x sigma": dict(iterations=2, learning_rate=0.18),
+    "5 iterations at lr 0.08 x sigma (the preset before)": dict(iterations=5, learning_rate=0.08),
+    "constant lr 10 + frame 0 optimised + 5 iterations (the first preset)": dict(
+        iterations=5, learning_rate=10.0, learning_rate_scaling="constant", optimise_first_frame=True
+    ),
+    "weight decay 0": dict(weight_decay=0.0),
     "steps 0..4 (early)": dict(optimised_steps=tuple(range(0, 5))),
     "steps 10..16 (late)": dict(optimised_steps=tuple(range(10, 17))),
     "steps 2..14": dict(optimised_steps=tuple(range(2, 15))),
