@@ -455,7 +455,8 @@ def measured_flops(pipe, config: SGI2VConfig, image, tracks, device, checkpointi
     for checkpointing in checkpointing_modes:
         set_checkpointing(unet, checkpointing)
         with flop_counter() as counter, torch.enable_grad():
-            optimise_latent(unet, scheduler, latents, timestep, cond, box_cells, valid, config.replace(iterations=1))
+            optimise_latent(unet, scheduler, latents, timestep, cond, box_cells, valid, config.replace(iterations=1),
+                            sigma=float(scheduler.sigmas[min(config.optimised_steps)]))
         counts[f"optimisation_pass_ckpt_{'on' if checkpointing else 'off'}"] = counter.get_total_flops()
     with flop_counter() as counter:
         decode(pipe, latents, config.decode_chunk_size)
@@ -574,7 +575,8 @@ def equality_check(pipe, config, image, tracks, device, ours_dtype, ref_autocast
         cast = Conditioning(*(t.to(dtype) for t in (cond.image_embeddings, cond.image_latents, cond.added_time_ids)))
         with torch.enable_grad():
             optimised, losses, features = optimise_latent(
-                unet, scheduler, latents, timestep, cast, box_cells, valid, one
+                unet, scheduler, latents, timestep, cast, box_cells, valid, one,
+                sigma=float(scheduler.sigmas[min(config.optimised_steps)]),
             )
         return losses[0], features, optimised - latents
 

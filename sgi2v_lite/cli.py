@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--height", type=_positive_int, help="frame height in pixels (default: the preset's)")
     gen.add_argument("--width", type=_positive_int, help="frame width in pixels (default: the preset's)")
     gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="any other setting of SGI2VConfig, e.g. --set learning_rate=0.5 --set frequency_mix=false")
+                     help="any other setting of SGI2VConfig, e.g. --set learning_rate=0.05 --set frequency_mix=false")
     gen.add_argument("--no-guidance", action="store_true", help="plain SVD: no latent optimisation")
     gen.add_argument("--overlay", action="store_true", help="draw the boxes and trajectories over the video")
     gen.add_argument("--strip", help=f"also save the frames side by side as this PNG (frames under "

@@ -129,7 +129,7 @@ def unet_input(scheduler, latents: torch.Tensor, timestep, cond: Conditioning, d
     return torch.cat([scaled.repeat(repeat, 1, 1, 1, 1), cond.image_latents], dim=2)
 
 
-def step_learning_rate(config: SGI2VConfig, sigma: float) -> float:
+def step_learning_rate(config: SGI2VConfig, sigma: float | None) -> float:
     """AdamW's learning rate at an optimised step of noise level `sigma`: `learning_rate` itself
     (the paper, spec step 3) or, with `learning_rate_scaling="sigma"`, learning_rate x sigma, so
     that a step moves the latent by the same fraction of its noise level at every step."""
@@ -197,6 +197,8 @@ def check_weight_decay(config: SGI2VConfig, scheduler, optimised_steps) -> None:
     """AdamW's decoupled decay multiplies the latent by (1 - lr x weight_decay) each iteration. At
     1 or more it zeroes or flips the latent (a sigma-scaled rate reaches that at large sigma):
     refuse, naming the first such step, rather than return a silently wrong video."""
+    if config.iterations == 0:  # nothing is optimised
+        return
     for step in sorted(optimised_steps):
         sigma = float(scheduler.sigmas[step])
         lr = step_learning_rate(config, sigma)

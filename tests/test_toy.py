@@ -196,36 +196,42 @@ def test_a_few_unet_steps_lower_the_diffusion_loss():
 
 @pytest.mark.slow
 def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
-    """`make toy-model` in two sittings: a 4-step run with checkpoints every 2 steps, then --resume
-    to 6 steps. The second sitting keeps the VAE and the log up to the last checkpoint, trains only
-    steps 4..5, and its model card says so. Full toy size: a few seconds a step."""
+    """`make toy-model` in sittings. A 3-step run with checkpoints every 2 steps logs checkpoints at
+    2 and at its final step 3 (not a multiple); --resume to 6 steps keeps the VAE and the log up to
+    step 3, trains only steps 3..5, and its model card says so. Resuming a finished run to its own
+    length trains nothing and saves exactly the UNet it resumed from. Full toy size: seconds a step."""
     import json
 
     from safetensors.torch import load_file
 
-    from sgi2v_lite.models import load_pipeline
     from sgi2v_lite.toy.train import main
 
-    first, second = tmp_path / "first", tmp_path / "second"
-    threads = str(torch.get_num_threads())  # main() sets torch's thread count: leave it as the session had it
-    main(["--out", str(first), "--vae-steps", "2", "--unet-steps", "4", "--checkpoint-every", "2", "--threads", threads])
-    main(["--out", str(second), "--resume", str(first), "--unet-steps", "6", "--checkpoint-every", "2", "--threads", threads])
+    first, second, same = tmp_path / "first", tmp_path / "second", tmp_path / "same"
+    threads = ["--threads", str(torch.get_num_threads())]  # main() sets torch's thread count: keep the session's
+    main(["--out", str(first), "--vae-steps", "2", "--unet-steps", "3", "--checkpoint-every", "2", *threads])
+    main(["--out", str(second), "--resume", str(first), "--unet-steps", "6", "--checkpoint-every", "2", *threads])
     records = [json.loads(line) for line in (second / "training_log.jsonl").read_text().splitlines()]
     resume = next(r for r in records if r["stage"] == "resume")
-    assert resume["step"] == 4
+    assert resume["step"] == 3
     after = records[records.index(resume):]
     assert [r["step"] for r in after if r["stage"] == "unet"] == [5]  # logged: every 25th step and the last
-    assert [r["step"] for r in after if r["stage"] == "checkpoint"] == [6]
-    assert [r["step"] for r in records if r["stage"] == "checkpoint"] == [2, 4, 6]
-    vae_file = "vae/diffusion_pytorch_model.safetensors"
+    assert [r["step"] for r in records if r["stage"] == "checkpoint"] == [2, 3, 4, 6]
+    vae_file, unet_file = "vae/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors"
     for name, tensor in load_file(first / vae_file).items():
         assert torch.equal(tensor, load_file(second / vae_file)[name]), name
     assert "two sittings" in (second / "README.md").read_text()
-    assert load_pipeline(str(second)).unet.config.sample_size == load_pipeline(str(first)).unet.config.sample_size
 
-    with pytest.raises(SystemExit):  # a folder with no checkpoint: a named error, not a max() of nothing
-        main(["--out", str(tmp_path / "third"), "--resume", str(tmp_path / "nothing")])
-    assert "records no UNet checkpoint" in capsys.readouterr().err
+    main(["--out", str(same), "--resume", str(first), "--unet-steps", "3", *threads])
+    resumed, original = load_file(same / unet_file), load_file(first / unet_file)
+    assert resumed.keys() == original.keys()
+    assert all(torch.equal(resumed[name], original[name]) for name in original)
+    assert not all(torch.equal(load_file(second / unet_file)[name], original[name]) for name in original)
+
+    for bad, message in ((["--resume", str(tmp_path / "nothing")], "records no UNet checkpoint"),
+                         (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1")):  # fmt: skip
+        with pytest.raises(SystemExit):  # named errors, not a max() of nothing or a division by zero
+            main(["--out", str(tmp_path / "third"), *bad, *threads])
+        assert message in capsys.readouterr().err
 
 
 def test_the_shipped_toy_model_follows_a_target_better_guided_than_unguided(toy_pipe):

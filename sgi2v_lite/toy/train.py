@@ -222,8 +222,8 @@ def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: f
                     e.lerp_(p, 1 - decay)
         if step % 25 == 0 or step == steps - 1:
             log(stage="unet", step=step, loss=loss.item(), lr=current_lr)
-        if checkpoint is not None and (step + 1) % checkpoint_every == 0:
-            checkpoint(ema_unet, ema_encoder, step + 1)
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            checkpoint(ema_unet, ema_encoder, step + 1)  # the last step's weights: the caller saves them
     return ema_unet, ema_encoder
 
 
@@ -338,8 +338,11 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint-every", type=int, default=250, help="save the EMA UNet every N steps")
     parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint this script saved in DIR "
-                        "(its VAE, and its UNet and image encoder at the last logged checkpoint step)")  # fmt: skip
+                        "(its VAE, and its UNet and image encoder at the last checkpoint it logged: the final step "
+                        "of a finished run, the last periodic one of an interrupted run)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.checkpoint_every < 1:
+        parser.error(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -350,10 +353,16 @@ def main(argv=None) -> None:
 
         log_path = Path(args.resume) / "training_log.jsonl"
         previous = [line for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
-        saved = [i for i, line in enumerate(previous) if json.loads(line).get("stage") == "checkpoint"]
+        records = [json.loads(line) for line in previous]
+        logged = {record["step"] for record in records if record.get("stage") == "checkpoint"}
+        for i, record in enumerate(records):  # logs from before finished runs logged their final
+            if record.get("stage") == "done" and record["unet_steps"] not in logged:  # checkpoint (data/toy-svd)
+                records[i] = dict(stage="checkpoint", step=record["unet_steps"], minutes=record["minutes"])
+        saved = [i for i, record in enumerate(records) if record.get("stage") == "checkpoint"]
         if not saved:
             parser.error(f"--resume {args.resume}: {log_path} records no UNet checkpoint to continue from")
-        start_step, kept = json.loads(previous[saved[-1]])["step"], previous[: saved[-1] + 1]
+        start_step = records[saved[-1]]["step"]
+        kept = [json.dumps(record) for record in records[: saved[-1] + 1]]
         resumed = load_pipeline(args.resume, device="cpu", dtype=torch.float32)
         vae, resume_from = resumed.vae, (resumed.unet, resumed.image_encoder)
         log = Log(out / "training_log.jsonl")
@@ -371,6 +380,7 @@ def main(argv=None) -> None:
                                      checkpoint_every=args.checkpoint_every, start_step=start_step,
                                      resume_from=resume_from)  # fmt: skip
     save(assemble(vae, unet, image_encoder), out)
+    log(stage="checkpoint", step=args.unet_steps)  # the final weights: what a later --resume continues from
     plot_log(out / "training_log.jsonl", out / "training_loss.png")
     log(stage="done", vae_steps=args.vae_steps, unet_steps=args.unet_steps,
         total_minutes=round((time.perf_counter() - started) / 60, 1))  # fmt: skip
