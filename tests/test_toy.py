@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from sgi2v_lite.toy.evaluate import TARGET_KINDS, _boxes_overlap, colour_area, make_case, score_video, track_template
+from sgi2v_lite.toy.evaluate import (TARGET_KINDS, _boxes_overlap, colour_area, make_case, new_content,
+                                     new_content_mask, score_video, track_template)  # fmt: skip
 from sgi2v_lite.toy.world import make_scene
 
 
@@ -111,6 +112,33 @@ def test_tracker_and_integrity_see_a_smeared_object():
     assert score_video(copied, case)["area_ratio"] > 1.7 * real["area_ratio"]
 
 
+def test_new_content_counts_what_the_scene_cannot_explain():
+    """The check that no new objects appear: 0 on a scene's own frames (also where an object has
+    left and its background shows), the blob's area for a blob of a new colour, nothing for specks."""
+    for seed in range(6):
+        scene = make_scene(seed, camera=None)  # camera motion included: the backgrounds move with it
+        assert new_content(scene.frames, scene).max() == 0
+        assert new_content(scene.backgrounds, scene).max() == 0  # every object gone: background everywhere
+    case = make_case(1)
+    scene = case.scene
+    free = np.ones(scene.frames.shape[1:3], bool)  # pixels no object covers in any frame, with a margin
+    for x0, y0, x1, y1 in scene.boxes_px.reshape(-1, 4):
+        free[max(int(y0) - 3, 0) : int(y1) + 4, max(int(x0) - 3, 0) : int(x1) + 4] = False
+    y, x = np.argwhere(free[:-8, :-8] & free[8:, 8:] & free[:-8, 8:] & free[8:, :-8])[0]
+    known = [scene.backgrounds[0, y : y + 8, x : x + 8] / 255] + [np.asarray(o.colour) for o in scene.objects]
+    corners = np.array([[r, g, b] for r in (0, 1) for g in (0, 1) for b in (0, 1)], float)
+    new_colour = max(corners, key=lambda c: min(np.linalg.norm(k - c, axis=-1).min() for k in known))
+    blob = scene.frames.copy()
+    blob[3:, y : y + 7, x : x + 7] = new_colour * 255  # a 7 x 7 new object from frame 3 on
+    assert new_content(blob, scene).tolist() == [0, 0, 0] + [49] * 5
+    assert new_content_mask(blob, scene)[3:, y : y + 7, x : x + 7].all()  # where it is
+    specks = scene.frames.copy()
+    specks[1:, y + 2, x : x + 8] = new_colour * 255  # a one-pixel line: what every edge blend looks like
+    assert new_content(specks, scene).max() == 0
+    assert score_video(blob, case)["new_content"] == pytest.approx(49 * 5 / 7)
+    assert score_video(scene.frames, case)["new_content"] == 0
+
+
 def test_evaluation_targets_differ_from_the_natural_motion():
     kinds = []
     for index in range(12):
@@ -134,6 +162,18 @@ def test_evaluation_row_names_hold_no_commas():
     from sgi2v_lite.toy.evaluate import ROWS
 
     assert [name for name in ROWS if "," in name] == []
+
+
+def test_evaluation_table_rows_fill_every_column():
+    """Each row of the markdown table has a cell per header column, with the real videos' scores."""
+    from sgi2v_lite.toy.evaluate import _mean, format_table
+
+    cases = [make_case(i) for i in range(2)]
+    table = format_table([dict(row="real", **_mean([score_video(c.scene.frames, c) for c in cases]), seconds=0.0)])
+    header, rule, row = table.splitlines()
+    assert header.count("|") == rule.count("|") == row.count("|") == 10
+    cells = dict(zip(header.split("|")[1:-1], row.split("|")[1:-1]))
+    assert cells[" new content (px / frame) "].strip() == "0" and float(cells[" integrity: shape IoU "]) > 0.9
 
 
 def test_colour_area_counts_the_object():

@@ -15,6 +15,9 @@ with one setting and reports:
   the tracker's peak correlation (1 = identical), and the object's colour area relative to
   frame 0 (1 = same size; copies raise it, fading lowers it). Row "real videos" gives both on the
   scenes' own ground-truth videos, the level a whole object reaches.
+- new content: the check that no new objects appear. Pixels per frame whose colour is neither the
+  scene's background at that pixel nor any of its objects' colours, in blobs of a few pixels or
+  more (0 on real videos; new objects, blotches and recoloured objects raise it).
 - quality: high-frequency energy (mean |Laplacian| relative to the real videos: 1 = the same,
   below 1 = blur, above 1 = noise and artefacts; distance from 1 is what counts) and the colour
   histogram distance to the real videos (0 = same statistics).
@@ -94,6 +97,32 @@ def shape_iou(frames: np.ndarray, box_px, centres: np.ndarray, colour, tolerance
         crops.append(mask[y0 : y0 + int(round(2 * half_h)), x0 : x0 + int(round(2 * half_w))])
     first = crops[0]
     return np.array([(first & c).sum() / max((first | c).sum(), 1) for c in crops])
+
+
+def new_content_mask(frames: np.ndarray, scene: Scene, tolerance: float = 0.25, min_blob_px: int = 12) -> np.ndarray:
+    """What the scene cannot explain, (F, H, W) bool: pixels whose colour is further than `tolerance`
+    (RGB distance in [0, 1] units) from both the scene's background at that pixel and every
+    object's colour. A 3 x 3 opening drops the one- and two-pixel blends along every edge, and
+    blobs under `min_blob_px` pixels are dropped. Empty on the scene's own frames; a new object, a
+    blotch left behind or an object that changes colour shows in it."""
+    from scipy import ndimage
+
+    frames = np.asarray(frames, np.float32) / 255  # (F, H, W, 3)
+    distance = np.linalg.norm(frames - scene.backgrounds.astype(np.float32) / 255, axis=-1)  # (F, H, W)
+    for obj in scene.objects:
+        distance = np.minimum(distance, np.linalg.norm(frames - np.asarray(obj.colour, np.float32), axis=-1))
+    masks = []
+    for unexplained in distance > tolerance:
+        unexplained = ndimage.binary_opening(unexplained, np.ones((3, 3), bool))
+        labels, count = ndimage.label(unexplained)
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)  # (count + 1,) px per blob, 0 = none
+        masks.append(unexplained & (sizes[labels] >= min_blob_px))
+    return np.stack(masks)
+
+
+def new_content(frames: np.ndarray, scene: Scene, **mask_options) -> np.ndarray:
+    """Pixels per frame in `new_content_mask`, (F,): the issue's check that no new objects appear."""
+    return new_content_mask(frames, scene, **mask_options).sum(axis=(1, 2)).astype(np.float64)
 
 
 def sharpness(frames: np.ndarray) -> float:
@@ -191,6 +220,7 @@ def score_video(frames: np.ndarray, case: EvalCase) -> dict:
         correlation=float(correlation[1:].mean()),
         shape_iou=float(shape_iou(frames, box, centres, colour)[1:].mean()),
         area_ratio=float((area[1:] / max(area[0], 1)).mean()),
+        new_content=float(new_content(frames, case.scene)[1:].mean()),
         sharpness=sharpness(frames),
         histogram=histogram_distance(frames, case.scene.frames),
         real_sharpness=sharpness(case.scene.frames),
@@ -222,7 +252,8 @@ DEFAULT_ROWS = tuple(ROWS)
 
 
 def evaluate(pipe, num_scenes: int = 8, seed: int = 0, rows=DEFAULT_ROWS, base_config=None, progress=True) -> list[dict]:
-    """Rows of the table: {"row", "objmc", "correlation", "area_ratio", "sharpness", "histogram", "seconds"}."""
+    """Rows of the table: {"row", "objmc", "correlation", "shape_iou", "area_ratio", "new_content", "sharpness",
+    "histogram", "seconds"}."""
     import time
 
     from PIL import Image
@@ -257,18 +288,20 @@ def _mean(scores: list[dict]) -> dict:
         correlation=float(np.mean([s["correlation"] for s in scores])),
         shape_iou=float(np.mean([s["shape_iou"] for s in scores])),
         area_ratio=float(np.mean([s["area_ratio"] for s in scores])),
+        new_content=float(np.mean([s["new_content"] for s in scores])),
         sharpness=float(np.mean([s["sharpness"] for s in scores]) / real_sharpness),
         histogram=float(np.mean([s["histogram"] for s in scores])),
     )
 
 
 HEADER = ("| setting | ObjMC (px) | integrity: shape IoU | integrity: template corr. | integrity: area ratio | "
-          "quality: high-freq. energy (1 = real) | quality: histogram dist. | s / video |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+          "new content (px / frame) | quality: high-freq. energy (1 = real) | quality: histogram dist. | s / video |\n"
+          "|---|---|---|---|---|---|---|---|---|")  # fmt: skip
 
 
 def format_row(r: dict) -> str:
     return (f"| {r['row']} | {r['objmc']:.2f} | {r['shape_iou']:.3f} | {r['correlation']:.3f} | {r['area_ratio']:.2f} | "
-            f"{r['sharpness']:.2f} | {r['histogram']:.3f} | {r['seconds']:.1f} |")  # fmt: skip
+            f"{r['new_content']:.0f} | {r['sharpness']:.2f} | {r['histogram']:.3f} | {r['seconds']:.1f} |")  # fmt: skip
 
 
 def format_table(results: list[dict]) -> str:

@@ -37,6 +37,7 @@ class Scene:
     objects: list[ToyObject]
     camera: str
     motion_bucket_id: int  # SVD's motion condition: mean displacement, 0 (still) .. 255 (fast)
+    backgrounds: np.ndarray  # (F, H, W, 3) uint8: the frames without their objects (what any pixel may show)
 
     @property
     def centres_px(self) -> np.ndarray:  # (N, F, 2)
@@ -118,12 +119,13 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
 
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     frames = np.empty((num_frames, size, size, 3), np.float64)
+    backgrounds = np.empty_like(frames)
     boxes = np.empty((len(objects), num_frames, 4))
     for f in range(num_frames):
         # image pixel p <-> world w:  p = (w - camera_centre_f) * zoom_f + centre
         camera_x, camera_y = centre + pan[0] * f, centre + pan[1] * f
         world_x, world_y = (xs - centre) / zoom[f] + camera_x, (ys - centre) / zoom[f] + camera_y
-        image = background(world_x, world_y)
+        image = backgrounds[f] = background(world_x, world_y)
         for n, obj in enumerate(objects):
             half = obj.size_px / 2
             wx = _bounce(obj.start_px[0], obj.velocity_px[0], np.array([f]), half, size - half)[0]
@@ -143,4 +145,5 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
         objects=objects,
         camera=camera,
         motion_bucket_id=motion_bucket_id,
+        backgrounds=(backgrounds * 255).round().astype(np.uint8),
     )
