@@ -16,8 +16,9 @@ with one setting and reports:
   frame 0 (1 = same size; copies raise it, fading lowers it). Row "real videos" gives both on the
   scenes' own ground-truth videos, the level a whole object reaches.
 - new content: the check that no new objects appear. Pixels per frame whose colour is neither the
-  scene's background at that pixel nor any of its objects' colours, in blobs of a few pixels or
-  more (0 on real videos; new objects, blotches and recoloured objects raise it).
+  scene's background at that pixel nor any of its objects' colours, in blobs at least 3 pixels
+  across and 12 in area (0 on real videos; new objects, blotches and recoloured objects raise it;
+  a copy of an object in that object's own colour does not: the area ratio catches that one).
 - quality: high-frequency energy (mean |Laplacian| relative to the real videos: 1 = the same,
   below 1 = blur, above 1 = noise and artefacts; distance from 1 is what counts) and the colour
   histogram distance to the real videos (0 = same statistics).
@@ -104,7 +105,8 @@ def new_content_mask(frames: np.ndarray, scene: Scene, tolerance: float = 0.25, 
     (RGB distance in [0, 1] units) from both the scene's background at that pixel and every
     object's colour. A 3 x 3 opening drops the one- and two-pixel blends along every edge, and
     blobs under `min_blob_px` pixels are dropped. Empty on the scene's own frames; a new object, a
-    blotch left behind or an object that changes colour shows in it."""
+    blotch left behind or an object that changes colour shows in it. Colour alone decides, so a
+    copy of an object in its own colour is explained (`colour_area` counts that one)."""
     from scipy import ndimage
 
     frames = np.asarray(frames, np.float32) / 255  # (F, H, W, 3)

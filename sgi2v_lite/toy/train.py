@@ -257,6 +257,7 @@ def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
     done = next((r for r in records if r.get("stage") == "done"), {})
     last = {stage: max((r for r in records if r.get("stage") == stage), key=lambda r: r["step"], default={})
             for stage in ("vae", "unet")}  # fmt: skip
+    unet_losses = [r["loss"] for r in records if r.get("stage") == "unet" and r["step"] >= last["unet"].get("step", 0) - 400]
     resume = next((r for r in records if r.get("stage") == "resume"), None)
     total_minutes = done.get("total_minutes", float("nan"))
     sittings = ""
@@ -299,7 +300,8 @@ SG-I2V hooks `up_blocks.1.attentions.1.transformer_blocks.0.attn1`. Weights stor
   1e-4 KL on the posterior mode; held-out PSNR {vae_done.get('psnr_db', float('nan')):.1f} dB.
 - UNet and image encoder together: {last['unet'].get('step', -1) + 1} steps of 4 clips, AdamW lr 5e-4 (cosine),
   SVD's objective (EDM preconditioning, v-prediction, log-normal sigma (0.7, 1.6)), conditioning
-  dropout 10 %, EMA 0.998 (saved); final loss {last['unet'].get('loss', float('nan')):.3f}.
+  dropout 10 %, EMA 0.998 (saved); loss over the last 400 steps {np.mean(unet_losses) if unet_losses else float('nan'):.3f} (the mean of the
+  batches logged every 25 steps; one batch's loss swings with its sampled sigmas, the last was {last['unet'].get('loss', float('nan')):.3f}).
 - Total {total_minutes:.0f} minutes on the project's 2-core CPU machine (2 threads).
   Loss curves: `training_loss.png`; the log: `training_log.jsonl`.{sittings}
 """
