@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--rows", help="comma-separated subset of the rows (default: all)")
     evaluate.add_argument("--out", help="also write the markdown table to this file")
+    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="change a setting of the toy preset for every row, e.g. --set motion_bucket_id=60")
     return parser
 
 
@@ -175,6 +177,7 @@ def cmd_toy_scene(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .config import get_preset
     from .models import load_pipeline
     from .toy.evaluate import DEFAULT_ROWS, HEADER, ROWS, evaluate, format_table
 
@@ -182,12 +185,14 @@ def cmd_evaluate(args) -> int:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise InputError(f"unknown row(s) {unknown}; choose from: {', '.join(ROWS)}")
+    base_config = get_preset("toy").with_settings(args.set)
     pipe = load_pipeline(args.model)
     print(HEADER, flush=True)
-    table = format_table(evaluate(pipe, args.scenes, args.seed, rows))
+    table = format_table(evaluate(pipe, args.scenes, args.seed, rows, base_config=base_config))
+    settings = f", toy preset with {', '.join(args.set)}" if args.set else ""
     if args.out:
         Path(args.out).write_text(table + "\n")
-    print(f"\n{args.scenes} held-out scenes (seed {args.seed}), model {args.model}")
+    print(f"\n{args.scenes} held-out scenes (seed {args.seed}), model {args.model}{settings}")
     return 0
 
 

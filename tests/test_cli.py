@@ -148,3 +148,25 @@ def test_tracks_convert_round_trip(tmp_path, capsys):
     assert np.load(tmp_path / "t25.npy").shape[1] == 27
     assert main(["tracks", "convert", str(tmp_path / "t.json"), str(tmp_path / "t.txt")]) == 2
     assert "expected a .json or .npy path" in capsys.readouterr().err
+
+
+def test_evaluate_prints_and_writes_the_table_and_applies_its_settings(tmp_path, capsys):
+    """`evaluate` on one held-out toy scene: the table (header, real videos, the asked row) goes to
+    stdout and --out; --set changes every row's settings (a still motion bucket moves the object
+    less, so ObjMC changes); unknown rows and settings are named errors."""
+    def objmc(*extra):
+        out = tmp_path / f"table{len(extra)}.md"
+        assert main(["evaluate", "--model", "toy", "--scenes", "1", "--rows", "unguided", "--out", str(out), *extra]) == 0
+        lines = out.read_text().splitlines()
+        assert [line.split(" | ")[0] for line in lines[2:]] == ["| real videos (their own motion)", "| unguided"]
+        assert all(line.count("|") == 10 for line in lines)
+        return float(lines[3].split(" | ")[1])
+
+    default, still = objmc(), objmc("--set", "motion_bucket_id=0")
+    printed = capsys.readouterr().out
+    assert "| unguided |" in printed and "toy preset with motion_bucket_id=0" in printed
+    assert abs(default - still) > 0.1
+    assert main(["evaluate", "--model", "toy", "--rows", "unguided,no such row"]) == 2
+    assert main(["evaluate", "--model", "toy", "--set", "motion_bucket=3"]) == 2
+    err = capsys.readouterr().err
+    assert "'no such row'" in err and "motion_bucket=3" in err
