@@ -76,21 +76,25 @@ def track_template(frames: np.ndarray, box_px) -> tuple[np.ndarray, np.ndarray]:
     return np.array(centres), np.array(scores)
 
 
+def colour_distance(frames: np.ndarray, colour) -> np.ndarray:
+    """RGB distance in [0, 1] units between uint8 frames (F, H, W, 3) and `colour` in [0, 1]: one
+    RGB triple, or an array that broadcasts against the frames (e.g. a background per frame).
+    Returns (F, H, W)."""
+    return np.linalg.norm(np.asarray(frames, np.float32) / 255 - np.asarray(colour, np.float32), axis=-1)
+
+
 def colour_area(frames: np.ndarray, colour, tolerance: float = 0.18) -> np.ndarray:
     """Pixels per frame within `tolerance` (RGB distance in [0, 1] units) of an object's colour: (F,)."""
-    distance = np.linalg.norm(np.asarray(frames, np.float32) / 255 - np.asarray(colour, np.float32), axis=-1)
-    return (distance < tolerance).sum(axis=(1, 2)).astype(np.float64)
+    return (colour_distance(frames, colour) < tolerance).sum(axis=(1, 2)).astype(np.float64)
 
 
 def shape_iou(frames: np.ndarray, box_px, centres: np.ndarray, colour, tolerance: float = 0.18) -> np.ndarray:
     """Object integrity per frame: IoU between the object's colour mask in its frame-0 box and the
     mask in the same-size box around the tracked centre of each frame, (F,). 1 for an object that
     moves whole; smearing, stretching, splitting and fading all lower it."""
-    frames = np.asarray(frames, np.float32) / 255
-    height, width = frames.shape[1:3]
     half_w, half_h = (box_px[2] - box_px[0]) / 2, (box_px[3] - box_px[1]) / 2
     pad = int(np.ceil(max(half_w, half_h))) + 1
-    masks = np.linalg.norm(frames - np.asarray(colour, np.float32), axis=-1) < tolerance  # (F, H, W)
+    masks = colour_distance(frames, colour) < tolerance  # (F, H, W)
     masks = np.pad(masks, ((0, 0), (pad, pad), (pad, pad)))
     crops = []
     for mask, (cx, cy) in zip(masks, centres):
@@ -109,10 +113,9 @@ def new_content_mask(frames: np.ndarray, scene: Scene, tolerance: float = 0.25, 
     copy of an object in its own colour is explained (`colour_area` counts that one)."""
     from scipy import ndimage
 
-    frames = np.asarray(frames, np.float32) / 255  # (F, H, W, 3)
-    distance = np.linalg.norm(frames - scene.backgrounds.astype(np.float32) / 255, axis=-1)  # (F, H, W)
+    distance = colour_distance(frames, scene.backgrounds / 255)  # (F, H, W)
     for obj in scene.objects:
-        distance = np.minimum(distance, np.linalg.norm(frames - np.asarray(obj.colour, np.float32), axis=-1))
+        distance = np.minimum(distance, colour_distance(frames, obj.colour))
     masks = []
     for unexplained in distance > tolerance:
         unexplained = ndimage.binary_opening(unexplained, np.ones((3, 3), bool))
