@@ -11,8 +11,9 @@ from sgi2v_lite.toy.world import CAMERA_MOTIONS, make_scene
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_ground_truth_boxes_hold_their_objects(seed):
-    scene = make_scene(seed, size=128, num_frames=8)
+@pytest.mark.parametrize("motion", ["linear", "varied"])
+def test_ground_truth_boxes_hold_their_objects(seed, motion):
+    scene = make_scene(seed, size=128, num_frames=8, motion=motion)
     assert scene.frames.shape == (8, 128, 128, 3) and scene.frames.dtype == np.uint8
     assert scene.boxes_px.shape == (len(scene.objects), 8, 4)
     for n, obj in enumerate(scene.objects):
@@ -47,6 +48,46 @@ def test_objects_move_at_constant_velocity_and_bounce():
         assert (lengths <= speed + 1e-9).all()  # a step that bounces is shorter, never longer
         assert np.isclose(lengths, speed).sum() >= 5  # between bounces: exactly the speed
     assert (scene.boxes_px[..., :2] >= -1e-6).all() and (scene.boxes_px[..., 2:] <= 128 + 1e-6).all()
+
+
+def test_varied_motion_turns_and_changes_speed_as_drawn():
+    """`motion="varied"` (a training-data variant): arcs turn by `turn_rad` each frame, speed
+    changes multiply each step by `speed_factor`, and no step is faster than the drawn speed. The
+    draws before the first object's motion kind (background, object count, first object) are the
+    linear scene's, so linear scenes never change."""
+    kinds = {"linear": 0, "arc": 0, "speed": 0}
+    for seed in range(40):
+        linear, varied = make_scene(seed, camera="none"), make_scene(seed, camera="none", motion="varied")
+        assert all(o.turn_rad == 0 and o.speed_factor == 1 for o in linear.objects)
+        np.testing.assert_array_equal(linear.backgrounds, varied.backgrounds)
+        assert len(linear.objects) == len(varied.objects)
+        first, drawn = varied.objects[0], linear.objects[0]
+        assert (first.shape, first.colour, first.start_px) == (drawn.shape, drawn.colour, drawn.start_px)
+        steps = np.diff(first.displacements_px(8), axis=0)  # (7, 2) before bouncing
+        lengths, angles = np.linalg.norm(steps, axis=-1), np.arctan2(steps[:, 1], steps[:, 0])
+        assert lengths.max() <= np.hypot(*drawn.velocity_px) + 1e-9
+        if lengths.max() == 0:  # a still object stays still whatever its kind
+            continue
+        if first.turn_rad:
+            kinds["arc"] += 1
+            np.testing.assert_allclose(np.angle(np.exp(1j * np.diff(angles))), first.turn_rad, atol=1e-9)
+            assert np.pi / 2 - 1e-9 <= abs(first.turn_rad) * 6 <= np.pi + 1e-9  # a quarter to a half turn
+        elif first.speed_factor != 1:
+            kinds["speed"] += 1
+            np.testing.assert_allclose(lengths[1:] / lengths[:-1], first.speed_factor)
+        else:
+            kinds["linear"] += 1
+            np.testing.assert_allclose(varied.centres_px[0], linear.centres_px[0])
+        assert (varied.boxes_px[..., :2] >= -1e-6).all() and (varied.boxes_px[..., 2:] <= 64 + 1e-6).all()
+    assert min(kinds.values()) >= 6, kinds
+    with pytest.raises(ValueError, match="motion must be one of"):
+        make_scene(0, motion="wobbly")
+
+    from sgi2v_lite.toy.train import clip_batch  # what `train.py --motion varied` trains on
+
+    seeds = [s for s in range(40) if make_scene(s, motion="varied").objects[0].turn_rad][:2]
+    linear_clips, varied_clips = clip_batch(seeds)[0], clip_batch(seeds, "varied")[0]  # (2, F, 3, H, W)
+    assert not torch.equal(linear_clips[:, -1], varied_clips[:, -1])
 
 
 def test_camera_zoom_changes_box_sizes_and_pan_moves_the_background():
@@ -237,7 +278,7 @@ def test_a_few_unet_steps_lower_the_diffusion_loss():
 def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     """`make toy-model` in sittings. A 3-step run with checkpoints every 2 steps logs checkpoints at
     2 and at its final step 3 (not a multiple); --resume to 6 steps keeps the VAE and the log up to
-    step 3, trains only steps 3..5, and its model card says so. Resuming a finished run to its own
+    step 3, trains only steps 3..5 (here on `--motion varied` clips), and its model card says so. Resuming a finished run to its own
     length trains nothing and saves exactly the UNet it resumed from. Full toy size: seconds a step."""
     import json
 
@@ -248,7 +289,8 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     first, second, same = tmp_path / "first", tmp_path / "second", tmp_path / "same"
     threads = ["--threads", str(torch.get_num_threads())]  # main() sets torch's thread count: keep the session's
     main(["--out", str(first), "--vae-steps", "2", "--unet-steps", "3", "--checkpoint-every", "2", *threads])
-    main(["--out", str(second), "--resume", str(first), "--unet-steps", "6", "--checkpoint-every", "2", *threads])
+    main(["--out", str(second), "--resume", str(first), "--unet-steps", "6", "--checkpoint-every", "2", "--motion", "varied",
+          *threads])  # fmt: skip
     records = [json.loads(line) for line in (second / "training_log.jsonl").read_text().splitlines()]
     resume = next(r for r in records if r["stage"] == "resume")
     assert resume["step"] == 3
@@ -258,7 +300,10 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     vae_file, unet_file = "vae/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors"
     for name, tensor in load_file(first / vae_file).items():
         assert torch.equal(tensor, load_file(second / vae_file)[name]), name
-    assert "two sittings" in (second / "README.md").read_text()
+    assert [(r["step"], r["motion"]) for r in records if r["stage"] == "data"] == [(0, "linear"), (3, "varied")]
+    card = (second / "README.md").read_text()
+    assert "two sittings" in card and "at constant velocity until step 3; then (`--motion varied`)" in card
+    assert "(circle, square, triangle) at constant velocity, bouncing" in (first / "README.md").read_text()
 
     main(["--out", str(same), "--resume", str(first), "--unet-steps", "3", *threads])
     resumed, original = load_file(same / unet_file), load_file(first / unet_file)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .world import TOY_SIZE, make_scene
+from .world import MOTIONS, TOY_SIZE, make_scene
 
 TRAIN_SEED_OFFSET = 0  # training clips use seeds 0, 1, 2, ...
 EVAL_SEED_OFFSET = 10_000_000  # evaluation scenes never overlap training clips
@@ -79,9 +79,9 @@ IMAGE_ENCODER_CONFIG = dict(
 )
 
 
-def clip_batch(seeds) -> tuple[torch.Tensor, torch.Tensor]:
+def clip_batch(seeds, motion: str = "linear") -> tuple[torch.Tensor, torch.Tensor]:
     """Fresh toy clips: video (B, F, 3, H, W) in [-1, 1] and motion bucket ids (B,)."""
-    scenes = [make_scene(int(s), TOY_SIZE, NUM_FRAMES) for s in seeds]
+    scenes = [make_scene(int(s), TOY_SIZE, NUM_FRAMES, motion=motion) for s in seeds]
     video = torch.from_numpy(np.stack([s.frames for s in scenes])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
     return video, torch.tensor([s.motion_bucket_id for s in scenes], dtype=torch.float32)
 
@@ -187,7 +187,7 @@ def diffusion_loss(unet, image_encoder, vae, video: torch.Tensor, motion_bucket:
 
 def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: float = 5e-4, ema_decay: float = 0.998,
                checkpoint=None, checkpoint_every: int = 250, unet_config=None, image_encoder_config=None,
-               start_step: int = 0, resume_from=None):  # fmt: skip
+               start_step: int = 0, resume_from=None, motion: str = "linear"):  # fmt: skip
     """Stage 2. `resume_from` (unet, image_encoder) and `start_step` continue a run from a saved
     checkpoint: the clips and the learning-rate schedule pick up at `start_step`; the checkpoint holds
     the EMA weights only, so they seed both the trained and the EMA copy, with a fresh optimiser."""
@@ -209,7 +209,7 @@ def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: f
         for group in optimiser.param_groups:
             group["lr"] = current_lr
         seeds = TRAIN_SEED_OFFSET + 5_000_000 + seed * 1_000_000 + step * batch_clips + np.arange(batch_clips)
-        video, motion_bucket = clip_batch(seeds)  # (B, F, 3, H, W)
+        video, motion_bucket = clip_batch(seeds, motion)  # (B, F, 3, H, W)
         loss = diffusion_loss(unet, image_encoder, vae, video, motion_bucket, generator)
         optimiser.zero_grad()
         loss.backward()
@@ -259,6 +259,11 @@ def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
             for stage in ("vae", "unet")}  # fmt: skip
     unet_losses = [r["loss"] for r in records if r.get("stage") == "unet" and r["step"] >= last["unet"].get("step", 0) - 400]
     resume = next((r for r in records if r.get("stage") == "resume"), None)
+    varied = next((r for r in records if r.get("stage") == "data" and r["motion"] == "varied"), None)
+    motion = "at constant velocity"
+    if varied is not None:
+        motion += (f"{' until step ' + str(varied['step']) if varied['step'] else ''}; then (`--motion varied`) "
+                   "3 in 10 of the objects turn along an arc and 3 in 10 speed up or slow down")
     total_minutes = done.get("total_minutes", float("nan"))
     sittings = ""
     if resume is not None:  # minutes restart with each sitting: add the first sitting's
@@ -279,7 +284,7 @@ A real `StableVideoDiffusionPipeline` (diffusers' `UNetSpatioTemporalConditionMo
 
 ## Data
 Freshly generated clips, never repeated: {TOY_SIZE} x {TOY_SIZE} pixels, {NUM_FRAMES} frames; 1 to 3 shapes
-(circle, square, triangle) at constant velocity, bouncing off the borders, over a smooth textured
+(circle, square, triangle) {motion}, bouncing off the borders, over a smooth textured
 background; 25 % of clips with camera pan, zoom in or zoom out. Motion bucket id = mean object
 displacement (0 still .. 255 for {4 * TOY_SIZE / 128:g} px a frame); fps 7; noise augmentation log-normal (-3, 0.5).
 Evaluation scenes come from a disjoint seed range.
@@ -338,6 +343,8 @@ def main(argv=None) -> None:
     parser.add_argument("--unet-steps", type=int, default=2200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--motion", choices=MOTIONS, default="linear",
+                        help="the UNet's clips: objects at constant velocity, or also arcs and speed changes")
     parser.add_argument("--checkpoint-every", type=int, default=250, help="save the EMA UNet every N steps")
     parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint this script saved in DIR "
                         "(its VAE, and its UNet and image encoder at the last checkpoint it logged: the final step "
@@ -374,13 +381,15 @@ def main(argv=None) -> None:
         log = Log(out / "training_log.jsonl")
         vae = train_vae(args.vae_steps, args.seed, log)
 
+    log(stage="data", step=start_step, motion=args.motion)  # the UNet's clips from this step on (the card says)
+
     def checkpoint(unet, image_encoder, step):
         save(assemble(vae, unet, image_encoder), out)
         log(stage="checkpoint", step=step)
 
     unet, image_encoder = train_unet(vae, args.unet_steps, args.seed, log, checkpoint=checkpoint,
                                      checkpoint_every=args.checkpoint_every, start_step=start_step,
-                                     resume_from=resume_from)  # fmt: skip
+                                     resume_from=resume_from, motion=args.motion)  # fmt: skip
     save(assemble(vae, unet, image_encoder), out)
     log(stage="checkpoint", step=args.unet_steps)  # the final weights: what a later --resume continues from
     plot_log(out / "training_log.jsonl", out / "training_loss.png")

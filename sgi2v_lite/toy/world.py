@@ -4,7 +4,8 @@ A scene is a smooth, mildly textured background and 1 to 3 saturated shapes (cir
 triangle), each moving at a constant velocity in world coordinates and bouncing off the world's
 borders; a quarter of the clips add camera motion (pan, zoom in, zoom out). Everything is seeded
 and rendered with numpy, about a millisecond a frame. Ground truth: every object's box and
-centre in every frame, in image pixels.
+centre in every frame, in image pixels. `motion="varied"` makes some objects turn along arcs or
+change speed: a training-data experiment (`train.py --motion varied`; the card says what it gave).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..tracks import Track, Tracks
 
 SHAPES = ("circle", "square", "triangle")
 CAMERA_MOTIONS = ("none", "pan", "zoom_in", "zoom_out")
+MOTIONS = ("linear", "varied")  # object motion: constant velocity, or also arcs and speed changes
 TOY_SIZE = 64  # frame side in pixels of the toy model (data/toy-svd); any size renders the same scene
 
 
@@ -27,7 +29,16 @@ class ToyObject:
     colour: tuple[float, float, float]  # RGB in [0, 1]
     size_px: float  # diameter / side at zoom 1
     start_px: tuple[float, float]  # world position of the centre at frame 0
-    velocity_px: tuple[float, float]  # world pixels per frame
+    velocity_px: tuple[float, float]  # world pixels per frame (at frame 0, when the motion varies)
+    turn_rad: float = 0.0  # the velocity turns by this angle every frame (a circular arc)
+    speed_factor: float = 1.0  # the speed is multiplied by this every frame (speeding up or slowing down)
+
+    def displacements_px(self, num_frames: int) -> np.ndarray:  # (F, 2) from the start, before bouncing
+        frame = np.arange(num_frames - 1, dtype=np.float64)
+        angle = np.arctan2(self.velocity_px[1], self.velocity_px[0]) + self.turn_rad * frame
+        speed = np.hypot(*self.velocity_px) * self.speed_factor**frame
+        steps = np.stack([speed * np.cos(angle), speed * np.sin(angle)], axis=-1)  # step f -> f+1
+        return np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
 
 
 @dataclass
@@ -85,15 +96,22 @@ def _shape_coverage(shape: str, dx: np.ndarray, dy: np.ndarray, half: float) -> 
     return np.clip(0.5 - distance, 0, 1)
 
 
-def _bounce(start: float, velocity: float, frames: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Positions at `frames` of a point moving at `velocity`, reflected at low and high."""
+def _bounce(position: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Unbounded positions folded back into [low, high]: a point reflected at both walls."""
     span = high - low
-    raw = (start - low + velocity * frames) % (2 * span)
+    raw = (position - low) % (2 * span)
     return low + np.where(raw > span, 2 * span - raw, raw)
 
 
-def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str | None = None) -> Scene:
-    """One seeded toy video of `num_frames` frames of `size` x `size` pixels, with ground truth."""
+def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str | None = None,
+               motion: str = "linear") -> Scene:  # fmt: skip
+    """One seeded toy video of `num_frames` frames of `size` x `size` pixels, with ground truth.
+
+    `motion="linear"`: every object at a constant velocity (the evaluation scenes). `"varied"`: the
+    same objects, of which some turn along an arc or speed up / slow down (a training-data variant;
+    the draws for linear objects are the same, so `linear` scenes never change)."""
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
     rng = np.random.default_rng(seed)
     background = _background(rng)
     camera = camera or str(rng.choice(CAMERA_MOTIONS, p=[0.7, 0.1, 0.1, 0.1]))
@@ -110,6 +128,15 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
             start_px=tuple(rng.uniform(size_px / 2, size - size_px / 2, 2)),
             velocity_px=(speed * np.cos(angle), speed * np.sin(angle)),
         ))  # fmt: skip
+        if motion == "varied":
+            kind = rng.choice(["linear", "arc", "speed"], p=[0.4, 0.3, 0.3])
+            if kind == "arc":  # a quarter to a full half turn over the clip, either way
+                objects[-1].turn_rad = float(rng.uniform(np.pi / 2, np.pi) / max(num_frames - 2, 1) * rng.choice([-1, 1]))
+            elif kind == "speed":  # speeding up to the drawn speed, or braking from it, 3 to 6 times over
+                factor = float(rng.uniform(1.2, 1.35) ** rng.choice([-1, 1]))
+                start = min(1.0, factor ** -(num_frames - 2))  # the fastest step is the drawn speed
+                objects[-1].velocity_px = tuple(start * v for v in objects[-1].velocity_px)
+                objects[-1].speed_factor = factor
 
     frame_index = np.arange(num_frames, dtype=np.float64)
     pan = rng.uniform(1.0, 2.5, 2) * rng.choice([-1, 1], 2) if camera == "pan" else np.zeros(2)
@@ -121,6 +148,7 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
     frames = np.empty((num_frames, size, size, 3), np.float64)
     backgrounds = np.empty_like(frames)
     boxes = np.empty((len(objects), num_frames, 4))
+    paths = [obj.displacements_px(num_frames) for obj in objects]  # (F, 2) each, world pixels
     for f in range(num_frames):
         # image pixel p <-> world w:  p = (w - camera_centre_f) * zoom_f + centre
         camera_x, camera_y = centre + pan[0] * f, centre + pan[1] * f
@@ -128,8 +156,7 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
         image = backgrounds[f] = background(world_x, world_y)
         for n, obj in enumerate(objects):
             half = obj.size_px / 2
-            wx = _bounce(obj.start_px[0], obj.velocity_px[0], np.array([f]), half, size - half)[0]
-            wy = _bounce(obj.start_px[1], obj.velocity_px[1], np.array([f]), half, size - half)[0]
+            wx, wy = _bounce(np.asarray(obj.start_px) + paths[n][f], half, size - half)
             cx, cy = (wx - camera_x) * zoom[f] + centre, (wy - camera_y) * zoom[f] + centre
             scaled_half = half * zoom[f]
             coverage = _shape_coverage(obj.shape, xs - cx, ys - cy, scaled_half)[..., None]
