@@ -1,6 +1,7 @@
 """Train the toy-world pipeline from scratch: a real `StableVideoDiffusionPipeline` at toy size.
 
     python -m sgi2v_lite.toy.train --out data/toy-svd [--vae-steps N] [--unet-steps N] [--seed S]
+                                   [--resume DIR] [--motion linear|varied]
 
 Stage 1, the VAE (`AutoencoderKLTemporalDecoder`, x2): reconstruction of toy clips (32 px crops:
 it is convolutional) with a small KL term; its scaling factor is then set so latents have unit std.
@@ -250,6 +251,29 @@ def plot_log(log_path: Path, png_path: Path) -> None:
     plt.close(figure)
 
 
+MOTION_WORDS = {"linear": "at constant velocity",
+                "varied": "at constant velocity, some (`--motion varied`: 3 in 10 of the moving objects each) "
+                          "along an arc or speeding up or slowing down"}  # fmt: skip
+
+
+def motion_line(records: list[dict]) -> str:
+    """The card's words for the UNet's clips, from the log's "data" records (step, motion); a log
+    without them (older runs) was linear throughout. E.g. "at constant velocity" or "at constant
+    velocity (steps 0..2199), then ... (from step 2200)"."""
+    stretches = [(r["step"], r["motion"]) for r in records if r.get("stage") == "data"]
+    if not stretches or stretches[0][0] > 0:
+        stretches.insert(0, (0, "linear"))
+    merged = [stretches[0]]
+    for step, motion in stretches[1:]:
+        if motion != merged[-1][1]:  # a resume with the same motion continues the stretch
+            merged.append((step, motion))
+    if len(merged) == 1:
+        return MOTION_WORDS[merged[0][1]]
+    parts = [f"{MOTION_WORDS[motion]} (steps {step}..{end - 1})" for (step, motion), (end, _) in zip(merged, merged[1:])]
+    parts.append(f"{MOTION_WORDS[merged[-1][1]]} (from step {merged[-1][0]})")
+    return ", then ".join(parts)
+
+
 def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
     """data/<toy folder>/README.md: data, architecture, parameter counts, training, evaluation."""
     records = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines() if line.strip()]
@@ -259,11 +283,7 @@ def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
             for stage in ("vae", "unet")}  # fmt: skip
     unet_losses = [r["loss"] for r in records if r.get("stage") == "unet" and r["step"] >= last["unet"].get("step", 0) - 400]
     resume = next((r for r in records if r.get("stage") == "resume"), None)
-    varied = next((r for r in records if r.get("stage") == "data" and r["motion"] == "varied"), None)
-    motion = "at constant velocity"
-    if varied is not None:
-        motion += (f"{' until step ' + str(varied['step']) if varied['step'] else ''}; then (`--motion varied`) "
-                   "3 in 10 of the objects turn along an arc and 3 in 10 speed up or slow down")
+    motion = motion_line(records)
     total_minutes = done.get("total_minutes", float("nan"))
     sittings = ""
     if resume is not None:  # minutes restart with each sitting: add the first sitting's
@@ -381,7 +401,7 @@ def main(argv=None) -> None:
         log = Log(out / "training_log.jsonl")
         vae = train_vae(args.vae_steps, args.seed, log)
 
-    log(stage="data", step=start_step, motion=args.motion)  # the UNet's clips from this step on (the card says)
+    log(stage="data", step=start_step, motion=args.motion)  # the UNet's clips from here on: motion_line() reads it
 
     def checkpoint(unet, image_encoder, step):
         save(assemble(vae, unet, image_encoder), out)

@@ -29,8 +29,8 @@ class ToyObject:
     colour: tuple[float, float, float]  # RGB in [0, 1]
     size_px: float  # diameter / side at zoom 1
     start_px: tuple[float, float]  # world position of the centre at frame 0
-    velocity_px: tuple[float, float]  # world pixels per frame (at frame 0, when the motion varies)
-    turn_rad: float = 0.0  # the velocity turns by this angle every frame (a circular arc)
+    velocity_px: tuple[float, float]  # world pixels per frame (the step from frame 0 to 1, if it varies)
+    turn_rad: float = 0.0  # the velocity turns by this angle every frame: an arc (a bounce mirrors it)
     speed_factor: float = 1.0  # the speed is multiplied by this every frame (speeding up or slowing down)
 
     def displacements_px(self, num_frames: int) -> np.ndarray:  # (F, 2) from the start, before bouncing
@@ -107,9 +107,10 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
                motion: str = "linear") -> Scene:  # fmt: skip
     """One seeded toy video of `num_frames` frames of `size` x `size` pixels, with ground truth.
 
-    `motion="linear"`: every object at a constant velocity (the evaluation scenes). `"varied"`: the
-    same objects, of which some turn along an arc or speed up / slow down (a training-data variant;
-    the draws for linear objects are the same, so `linear` scenes never change)."""
+    `motion="linear"`: every object at a constant velocity (the evaluation scenes). `"varied"`, a
+    training-data variant: 3 in 10 of the moving objects turn along an arc and 3 in 10 speed up or
+    slow down. Its extra draws come after each object's own, so a varied scene shares the linear
+    one's background, object count and first object; the later objects and the camera differ."""
     if motion not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
     rng = np.random.default_rng(seed)
@@ -121,22 +122,24 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
         size_px = float(rng.uniform(0.22, 0.34) * size)
         speed = float(rng.choice([0.0, rng.uniform(0.5, 4.5)], p=[0.15, 0.85]) * size / 128)
         angle = rng.uniform(0, 2 * np.pi)
-        objects.append(ToyObject(
+        obj = ToyObject(
             shape=str(rng.choice(SHAPES)),
             colour=colorsys.hsv_to_rgb(hue, rng.uniform(0.75, 1), rng.uniform(0.75, 1)),
             size_px=size_px,
             start_px=tuple(rng.uniform(size_px / 2, size - size_px / 2, 2)),
             velocity_px=(speed * np.cos(angle), speed * np.sin(angle)),
-        ))  # fmt: skip
+        )  # fmt: skip
         if motion == "varied":
             kind = rng.choice(["linear", "arc", "speed"], p=[0.4, 0.3, 0.3])
-            if kind == "arc":  # a quarter to a full half turn over the clip, either way
-                objects[-1].turn_rad = float(rng.uniform(np.pi / 2, np.pi) / max(num_frames - 2, 1) * rng.choice([-1, 1]))
+            if kind == "arc":  # a quarter to a half turn over the clip's F-1 steps, either way
+                turn = rng.uniform(np.pi / 2, np.pi) / max(num_frames - 2, 1)
+                obj.turn_rad = float(turn * rng.choice([-1, 1]))
             elif kind == "speed":  # speeding up to the drawn speed, or braking from it, 3 to 6 times over
                 factor = float(rng.uniform(1.2, 1.35) ** rng.choice([-1, 1]))
-                start = min(1.0, factor ** -(num_frames - 2))  # the fastest step is the drawn speed
-                objects[-1].velocity_px = tuple(start * v for v in objects[-1].velocity_px)
-                objects[-1].speed_factor = factor
+                first_share = min(1.0, factor ** -(num_frames - 2))  # of the drawn speed: the fastest step is it
+                obj.velocity_px = tuple(first_share * v for v in obj.velocity_px)
+                obj.speed_factor = factor
+        objects.append(obj)
 
     frame_index = np.arange(num_frames, dtype=np.float64)
     pan = rng.uniform(1.0, 2.5, 2) * rng.choice([-1, 1], 2) if camera == "pan" else np.zeros(2)
