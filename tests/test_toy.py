@@ -286,7 +286,6 @@ def test_a_few_unet_steps_lower_the_diffusion_loss():
     assert after < 0.7 * before
 
 
-@pytest.mark.slow
 def test_the_model_card_names_the_motion_of_each_stretch_of_training():
     from sgi2v_lite.toy.train import MOTION_WORDS, motion_line
 
@@ -306,11 +305,13 @@ def test_the_model_card_names_the_motion_of_each_stretch_of_training():
         f"{varied} (steps 0..2), then {linear} (steps 3..8), then {varied} (from step 9)")
 
 
+@pytest.mark.slow
 def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     """`make toy-model` in sittings. A 3-step run with checkpoints every 2 steps logs checkpoints at
     2 and at its final step 3 (not a multiple); --resume to 6 steps keeps the VAE and the log up to
-    step 3, trains only steps 3..5 (here on `--motion varied` clips), and its model card says so. Resuming a finished run to its own
-    length trains nothing and saves exactly the UNet it resumed from. Full toy size: seconds a step."""
+    step 3, trains only steps 3..5 (here on `--motion varied` clips), and its model card says so.
+    Resuming a finished run to its own length trains nothing and saves exactly the UNet it resumed
+    from. Full toy size: seconds a step."""
     import json
 
     from safetensors.torch import load_file
