@@ -310,8 +310,10 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     """`make toy-model` in sittings. A 3-step run with checkpoints every 2 steps logs checkpoints at
     2 and at its final step 3 (not a multiple); --resume to 6 steps keeps the VAE and the log up to
     step 3, trains only steps 3..5 (here on `--motion varied` clips), and its model card says so.
-    Resuming a finished run to its own length trains nothing and saves exactly the UNet it resumed
-    from. Full toy size: seconds a step."""
+    The first run's UNet has SVD's 2 layers per block (`--layers-per-block 2`): the resumed one
+    keeps them, and both cards name them and the layers SG-I2V hooks. Resuming a finished run to its
+    own length trains nothing and saves exactly the UNet it resumed from. Full toy size: seconds a
+    step."""
     import json
 
     from safetensors.torch import load_file
@@ -320,7 +322,8 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
 
     first, second, same = tmp_path / "first", tmp_path / "second", tmp_path / "same"
     threads = ["--threads", str(torch.get_num_threads())]  # main() sets torch's thread count: keep the session's
-    main(["--out", str(first), "--vae-steps", "2", "--unet-steps", "3", "--checkpoint-every", "2", *threads])
+    main(["--out", str(first), "--vae-steps", "2", "--unet-steps", "3", "--checkpoint-every", "2", "--layers-per-block", "2",
+          *threads])  # fmt: skip
     main(["--out", str(second), "--resume", str(first), "--unet-steps", "6", "--checkpoint-every", "2", "--motion", "varied",
           *threads])  # fmt: skip
     records = [json.loads(line) for line in (second / "training_log.jsonl").read_text().splitlines()]
@@ -337,6 +340,11 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     assert "two sittings" in card
     assert "at constant velocity (steps 0..2), then at constant velocity, some (`--motion varied`" in card
     assert "(circle, square, triangle) at constant velocity, bouncing" in (first / "README.md").read_text()
+    hooked = "SG-I2V hooks `up_blocks.1.attentions.1.transformer_blocks.0.attn1` and `up_blocks.1.attentions.2."
+    for folder in (first, second):
+        assert json.loads((folder / "unet" / "config.json").read_text())["layers_per_block"] == 2
+        assert ", 2 layers per block, " in (folder / "README.md").read_text()
+        assert hooked in (folder / "README.md").read_text().replace("\n", " ")
 
     main(["--out", str(same), "--resume", str(first), "--unet-steps", "3", *threads])
     resumed, original = load_file(same / unet_file), load_file(first / unet_file)
@@ -345,7 +353,10 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     assert not all(torch.equal(load_file(second / unet_file)[name], original[name]) for name in original)
 
     for bad, message in ((["--resume", str(tmp_path / "nothing")], "records no UNet checkpoint"),
-                         (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1")):  # fmt: skip
+                         (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
+                         (["--layers-per-block", "0"], "--layers-per-block must be at least 1"),
+                         (["--resume", str(first), "--layers-per-block", "1", "--unet-steps", "4"],
+                          f"the checkpoint in {first} has 2 layers per block")):  # fmt: skip
         with pytest.raises(SystemExit):  # named errors, not a max() of nothing or a division by zero
             main(["--out", str(tmp_path / "third"), *bad, *threads])
         assert message in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Train the toy-world pipeline from scratch: a real `StableVideoDiffusionPipeline` at toy size.
 
     python -m sgi2v_lite.toy.train --out data/toy-svd [--vae-steps N] [--unet-steps N] [--seed S]
-                                   [--resume DIR] [--motion linear|varied]
+                                   [--resume DIR] [--motion linear|varied] [--layers-per-block N]
 
 Stage 1, the VAE (`AutoencoderKLTemporalDecoder`, x2): reconstruction of toy clips (32 px crops:
 it is convolutional) with a small KL term; its scaling factor is then set so latents have unit std.
@@ -276,6 +276,8 @@ def motion_line(records: list[dict]) -> str:
 
 def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
     """data/<toy folder>/README.md: data, architecture, parameter counts, training, evaluation."""
+    from ..models import default_feature_layers
+
     records = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines() if line.strip()]
     vae_done = next((r for r in records if r.get("stage") == "vae-done"), {})
     done = next((r for r in records if r.get("stage") == "done"), {})
@@ -294,6 +296,9 @@ def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
                     f"of the new total) on the clips of the later steps.")
     count = lambda module: f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"  # noqa: E731
     size_mb = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 2**20
+    unet = pipe.unet.config  # the trained UNet's own: `--layers-per-block` changes it
+    layers = f"{unet['layers_per_block']} layer{'s' if unet['layers_per_block'] > 1 else ''}"
+    hooked = " and ".join(f"`{name}`" for name in default_feature_layers(pipe.unet))
     card = f"""# toy-svd: a Stable Video Diffusion pipeline for the toy world
 
 A real `StableVideoDiffusionPipeline` (diffusers' `UNetSpatioTemporalConditionModel`,
@@ -312,12 +317,12 @@ Evaluation scenes come from a disjoint seed range.
 ## Architecture
 | part | configuration | parameters |
 |---|---|---|
-| UNet | blocks {UNET_CONFIG['block_out_channels']}, down {UNET_CONFIG['down_block_types']}, {UNET_CONFIG['layers_per_block']} layer per block, heads {UNET_CONFIG['num_attention_heads']}, latent 4 x 32 x 32 | {count(pipe.unet)} |
+| UNet | blocks {tuple(unet['block_out_channels'])}, down {tuple(unet['down_block_types'])}, {layers} per block, heads {tuple(unet['num_attention_heads'])}, latent 4 x 32 x 32 | {count(pipe.unet)} |
 | VAE | blocks {VAE_CONFIG['block_out_channels']} (x{2 ** (len(VAE_CONFIG['block_out_channels']) - 1)}), 4 latent channels, scaling factor {pipe.vae.config.scaling_factor:.4f} | {count(pipe.vae)} |
 | image encoder | CLIP ViT, hidden {IMAGE_ENCODER_CONFIG['hidden_size']}, {IMAGE_ENCODER_CONFIG['num_hidden_layers']} layers, {IMAGE_ENCODER_CONFIG['image_size']} px input, projection {IMAGE_ENCODER_CONFIG['projection_dim']} | {count(pipe.image_encoder)} |
 
 The middle-resolution up block, `up_blocks[1]` (16 x 16), plays the role of SVD's `up_blocks[2]`:
-SG-I2V hooks `up_blocks.1.attentions.1.transformer_blocks.0.attn1`. Weights stored in float16:
+SG-I2V hooks {hooked}. Weights stored in float16:
 {size_mb:.1f} MB in all.
 
 ## Training
@@ -366,12 +371,16 @@ def main(argv=None) -> None:
     parser.add_argument("--motion", choices=MOTIONS, default="linear",
                         help="the UNet's clips: objects at constant velocity, or also arcs and speed changes")
     parser.add_argument("--checkpoint-every", type=int, default=250, help="save the EMA UNet every N steps")
+    parser.add_argument("--layers-per-block", type=int, help="the UNet's resnet + attention layers per block "
+                        f"(default {UNET_CONFIG['layers_per_block']}; SVD's is 2). With --resume: the checkpoint's")  # fmt: skip
     parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint this script saved in DIR "
                         "(its VAE, and its UNet and image encoder at the last checkpoint it logged: the final step "
                         "of a finished run, the last periodic one of an interrupted run)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.checkpoint_every < 1:
         parser.error(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
+    if args.layers_per_block is not None and args.layers_per_block < 1:
+        parser.error(f"--layers-per-block must be at least 1, got {args.layers_per_block}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -393,6 +402,10 @@ def main(argv=None) -> None:
         start_step = records[saved[-1]]["step"]
         kept = [json.dumps(record) for record in records[: saved[-1] + 1]]
         resumed = load_pipeline(args.resume, device="cpu", dtype=torch.float32)
+        saved_layers = resumed.unet.config.layers_per_block
+        if args.layers_per_block not in (None, saved_layers):
+            parser.error(f"--layers-per-block {args.layers_per_block}: the checkpoint in {args.resume} has "
+                         f"{saved_layers} layers per block, and --resume continues that UNet")  # fmt: skip
         vae, resume_from = resumed.vae, (resumed.unet, resumed.image_encoder)
         log = Log(out / "training_log.jsonl")
         log.path.write_text("\n".join(kept) + "\n")
@@ -409,7 +422,9 @@ def main(argv=None) -> None:
 
     unet, image_encoder = train_unet(vae, args.unet_steps, args.seed, log, checkpoint=checkpoint,
                                      checkpoint_every=args.checkpoint_every, start_step=start_step,
-                                     resume_from=resume_from, motion=args.motion)  # fmt: skip
+                                     resume_from=resume_from, motion=args.motion,
+                                     unet_config=dict(UNET_CONFIG, layers_per_block=args.layers_per_block or
+                                                      UNET_CONFIG["layers_per_block"]))  # fmt: skip
     save(assemble(vae, unet, image_encoder), out)
     log(stage="checkpoint", step=args.unet_steps)  # the final weights: what a later --resume continues from
     plot_log(out / "training_log.jsonl", out / "training_loss.png")
