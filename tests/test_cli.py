@@ -151,16 +151,16 @@ def test_tracks_convert_round_trip(tmp_path, capsys):
 
 
 def test_evaluate_prints_and_writes_the_table_and_applies_its_settings(tmp_path, capsys):
-    """`evaluate` on one held-out toy scene: the table (header, real videos, the asked row) goes to
+    """`evaluate` on one held-out toy scene: the table (header, real videos, real videos through the VAE, the asked row) goes to
     stdout and --out; --set changes every row's settings (a still motion bucket moves the object
     less, so ObjMC changes); unknown rows and settings are named errors."""
     def objmc(*extra):
         out = tmp_path / f"table{len(extra)}.md"
         assert main(["evaluate", "--model", "toy", "--scenes", "1", "--rows", "unguided", "--out", str(out), *extra]) == 0
         lines = out.read_text().splitlines()
-        assert [line.split(" | ")[0] for line in lines[2:]] == ["| real videos (their own motion)", "| unguided"]
+        assert [line.split(" | ")[0] for line in lines[2:]] == ["| real videos (their own motion)", "| real videos through the VAE", "| unguided"]
         assert all(line.count("|") == 10 for line in lines)
-        return float(lines[3].split(" | ")[1])
+        return float(lines[4].split(" | ")[1])
 
     default, still = objmc(), objmc("--set", "motion_bucket_id=0")
     printed = capsys.readouterr().out

@@ -14,7 +14,9 @@ with one setting and reports:
   with frame 0's, at the tracked position (1 = moved whole; smears, splits and fading lower it),
   the tracker's peak correlation (1 = identical), and the object's colour area relative to
   frame 0 (1 = same size; copies raise it, fading lowers it). Row "real videos" gives both on the
-  scenes' own ground-truth videos, the level a whole object reaches.
+  scenes' own ground-truth videos, the level a whole object reaches; row "real videos through the
+  VAE" on those videos encoded and decoded, the most a generated video can reach, since its
+  latents go through the same decoder (`through_vae`).
 - new content: the check that no new objects appear. Pixels per frame whose colour is neither the
   scene's background at that pixel nor any of its objects' colours, in blobs at least 3 pixels
   across and 12 in area (0 on real videos; new objects, blotches and recoloured objects raise it;
@@ -32,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..tracks import Track, Tracks
@@ -232,6 +235,19 @@ def score_video(frames: np.ndarray, case: EvalCase) -> dict:
     )
 
 
+@torch.no_grad()
+def through_vae(pipe, frames: np.ndarray, chunk_size: int) -> np.ndarray:
+    """Real frames (F, H, W, 3) uint8 encoded and decoded by the pipeline's VAE, as a generated
+    video's latents are decoded: the best any latent video can look, so the ceiling of every
+    figure of a generated one (the "real videos through the VAE" row)."""
+    from ..sampler import decode
+
+    vae = pipe.vae
+    images = torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).to(vae.device, vae.dtype) / 127.5 - 1  # (F, 3, H, W)
+    latents = vae.encode(images).latent_dist.mode() * vae.config.scaling_factor  # (F, C, h, w)
+    return decode(pipe, latents[None], chunk_size)
+
+
 # Row names hold no commas: `evaluate --rows` takes a comma-separated list of them.
 ROWS = {
     "unguided": dict(guidance=False),
@@ -272,8 +288,10 @@ def evaluate(pipe, num_scenes: int = 8, seed: int = 0, rows=DEFAULT_ROWS, base_c
     results = []
     real = [score_video(case.scene.frames, case) for case in cases]
     results.append(dict(row="real videos (their own motion)", **_mean(real), seconds=0.0))
+    round_trips = [score_video(through_vae(pipe, case.scene.frames, base.decode_chunk_size), case) for case in cases]
+    results.append(dict(row="real videos through the VAE", **_mean(round_trips), seconds=0.0))
     if progress:
-        print(format_row(results[-1]), flush=True)
+        print("\n".join(format_row(r) for r in results), flush=True)
     for name in rows:
         config = base.replace(**ROWS[name])
         scores, started = [], time.perf_counter()
