@@ -39,7 +39,8 @@ test-browser: setup
 benchmark: setup
 	$(PY) benchmarks/guided_vs_unguided.py
 
-# Retrain the toy-world pipeline from scratch (seeded) into data/toy-svd.
+# Retrain the toy-world pipeline from scratch (seeded) into data/toy-svd: the VAE, its decoder alone
+# on whole clips (stage 1b), then the UNet and image encoder; about 100 minutes on 2 cores.
 toy-model: setup
 	$(PY) -m sgi2v_lite.toy.train --out data/toy-svd
 

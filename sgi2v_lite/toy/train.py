@@ -6,8 +6,9 @@
 
 Stage 1, the VAE (`AutoencoderKLTemporalDecoder`, x2): reconstruction of toy clips (32 px crops:
 it is convolutional) with a small KL term; its scaling factor is then set so latents have unit std.
-Stage 1b, optional (`--decoder-steps N`, also on a finished model with `--resume`): the decoder
-alone on whole clips, the encoder frozen, so the latents do not change.
+Stage 1b (`--decoder-steps N`, 800 on a fresh run; on a finished model with `--resume DIR
+--decoder-steps N`): the decoder alone on whole clips, the encoder frozen, so the latents do not
+change.
 Stage 2, the UNet (`UNetSpatioTemporalConditionModel`) and the image encoder
 (`CLIPVisionModelWithProjection`), trained together the way SVD was: EDM preconditioning with
 v-prediction (what diffusers' `EulerDiscreteScheduler` with SVD's settings inverts), log-normal
@@ -275,7 +276,8 @@ def train_unet(vae, steps: int, seed: int, log: Log, batch_clips: int = 4, lr: f
 
 
 def plot_log(log_path: Path, png_path: Path) -> None:
-    """Loss curves of both stages from the JSON-lines log, as a PNG beside it."""
+    """Loss curves of the stages from the JSON-lines log, as a PNG beside it; stage 1b's (the decoder
+    alone, whole clips) continues the VAE's curve, on the steps after it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -288,10 +290,21 @@ def plot_log(log_path: Path, png_path: Path) -> None:
         points = [(r["step"], r[key]) for r in records if r.get("stage") == stage]
         if points:
             steps, values = zip(*points)
-            axis.plot(steps, values, lw=0.8)
+            axis.plot(steps, values, lw=0.8, label="VAE (32 px crops)" if stage == "vae" else None)
             axis.set_yscale("log")
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("step")
+    decoder, offset, last = [], 1 + max((r["step"] for r in records if r.get("stage") == "vae"), default=-1), 0
+    for r in records:  # stage 1b, in one sitting or more: each continues the curve where the last ended
+        if r.get("stage") == "decoder-start":
+            offset, last = offset + last, 0
+        elif r.get("stage") == "decoder":
+            decoder.append((offset + r["step"], r["mse"]))
+            last = r["step"] + 1
+    if decoder:
+        axes[0].plot(*zip(*decoder), lw=0.8, label="decoder alone (stage 1b, whole clips)")
+        axes[0].set_yscale("log")
+        axes[0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(png_path, dpi=90)
     plt.close(figure)
@@ -333,14 +346,16 @@ def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
     resume = next((r for r in records if r.get("stage") == "resume"), None)
     motion = motion_line(records)
     decoder = ""
-    decoder_done = next((r for r in records if r.get("stage") == "decoder-done"), None)
-    if decoder_done is not None:  # stage 1b ran (`--decoder-steps`)
-        start = next(r for r in records if r.get("stage") == "decoder-start")["psnr_by_frame"]
-        steps = max(r["step"] for r in records if r.get("stage") == "decoder") + 1
+    stage_1b = [i for i, r in enumerate(records) if r.get("stage") in ("decoder-start", "decoder-done")]
+    decoder_done = records[stage_1b[-1]] if stage_1b and records[stage_1b[-1]]["stage"] == "decoder-done" else None
+    if decoder_done is not None:  # stage 1b ran (`--decoder-steps`), in one sitting or both: count them all
+        start = records[stage_1b[0]]["psnr_by_frame"]
+        steps = sum(1 + max((r["step"] for r in records[begin:end] if r.get("stage") == "decoder"), default=-1)
+                    for begin, end in zip(stage_1b[::2], stage_1b[1::2]))  # fmt: skip
         by_frame = lambda values: " / ".join(f"{v:.1f}" for v in values)  # noqa: E731
-        decoder = (f"\n- Decoder alone (stage 1b, `--decoder-steps`): {steps} steps of 4 whole {TOY_SIZE} x {TOY_SIZE} clips, the encoder "
-                   f"frozen (the latents do not change), AdamW lr 1e-4 (cosine), MSE + 0.5 L1; held-out PSNR by "
-                   f"frame {by_frame(decoder_done['psnr_by_frame'])} dB (before it: {by_frame(start)}).")
+        decoder = (f"\n- Decoder alone (stage 1b, `--decoder-steps`): {steps} step{'s' * (steps != 1)} of 4 whole {TOY_SIZE} x {TOY_SIZE} clips, "
+                   f"the encoder\n  frozen (the latents do not change), AdamW lr 1e-4 (cosine), MSE + 0.5 L1; held-out "
+                   f"PSNR by\n  frame {by_frame(decoder_done['psnr_by_frame'])} dB\n  (before it: {by_frame(start)}).")  # fmt: skip
     total_minutes = done.get("total_minutes", float("nan"))
     sittings = ""
     if resume is not None:  # minutes restart with each sitting: add the first sitting's
@@ -350,11 +365,11 @@ def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
         decoder_after = decoder_done is not None and records.index(decoder_done) > records.index(resume)
         second = "trained the decoder alone" if decoder_after else "trained nothing"
         sittings = (f"\n- Trained in two sittings: the second (`--resume`) kept the UNet and image encoder of "
-                    f"step {resume['step']} and {second}.")
+                    f"step {resume['step']}\n  and {second}.")
     elif resume is not None:
         sittings = (f"\n- Trained in two sittings: the second (`--resume`) continued the UNet from the checkpoint at step "
-                    f"{resume['step']} (EMA weights, a fresh optimiser with a new 100-step warm-up, the cosine schedule "
-                    f"of the new total) on the clips of the later steps.")
+                    f"\n  {resume['step']} (EMA weights, a fresh optimiser with a new 100-step warm-up, the cosine schedule "
+                    f"of the\n  new total) on the clips of the later steps.")
     count = lambda module: f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"  # noqa: E731
     size_mb = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 2**20
     unet = pipe.unet.config  # the trained UNet's own: `--layers-per-block` changes it
@@ -426,8 +441,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/toy-svd")
     parser.add_argument("--vae-steps", type=int, default=1200)
-    parser.add_argument("--decoder-steps", type=int, default=0,
-                        help="then the VAE's decoder alone on whole clips (stage 1b); with --resume, on the saved VAE")
+    parser.add_argument("--decoder-steps", type=int,
+                        help="then the VAE's decoder alone on whole clips (stage 1b; default 800, or 0 with --resume: "
+                        "the saved decoder is kept unless you ask)")  # fmt: skip
     parser.add_argument("--unet-steps", type=int, default=2200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -440,6 +456,8 @@ def main(argv=None) -> None:
                         "(its VAE, and its UNet and image encoder at the last checkpoint it logged: the final step "
                         "of a finished run, the last periodic one of an interrupted run)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.decoder_steps is None:
+        args.decoder_steps = 0 if args.resume else 800
     if args.decoder_steps < 0:
         parser.error(f"--decoder-steps must be at least 0, got {args.decoder_steps}")
     if args.checkpoint_every < 1:
