@@ -367,7 +367,7 @@ def write_model_card(out: Path, pipe, evaluation: str | None = None) -> None:
         sittings = (f"\n- Trained in two sittings: the second (`--resume`) kept the UNet and image encoder of "
                     f"step {resume['step']}\n  and {second}.")
     elif resume is not None:
-        sittings = (f"\n- Trained in two sittings: the second (`--resume`) continued the UNet from the checkpoint at step "
+        sittings = (f"\n- Trained in two sittings: the second (`--resume`) continued the UNet from the checkpoint at step"
                     f"\n  {resume['step']} (EMA weights, a fresh optimiser with a new 100-step warm-up, the cosine schedule "
                     f"of the\n  new total) on the clips of the later steps.")
     count = lambda module: f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"  # noqa: E731
