@@ -240,10 +240,12 @@ def through_vae(pipe, frames: np.ndarray, chunk_size: int) -> np.ndarray:
     """Real frames (F, H, W, 3) uint8 encoded and decoded by the pipeline's VAE, as a generated
     video's latents are decoded: the best any latent video can look, so the ceiling of every
     figure of a generated one (the "real videos through the VAE" row)."""
+    from ..probe import frames_to_tensor
     from ..sampler import decode
 
     vae = pipe.vae
-    images = torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).to(vae.device, vae.dtype) / 127.5 - 1  # (F, 3, H, W)
+    frames = np.asarray(frames)
+    images = frames_to_tensor(frames, *frames.shape[1:3]).to(vae.device, vae.dtype)  # (F, 3, H, W) in [-1, 1]
     latents = vae.encode(images).latent_dist.mode() * vae.config.scaling_factor  # (F, C, h, w)
     return decode(pipe, latents[None], chunk_size)
 
