@@ -11,7 +11,7 @@ from sgi2v_lite.toy.world import CAMERA_MOTIONS, make_scene
 
 
 @pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("motion", ["linear", "varied"])
+@pytest.mark.parametrize("motion", ["linear", "varied", "fast"])
 def test_ground_truth_boxes_hold_their_objects(seed, motion):
     scene = make_scene(seed, size=128, num_frames=8, motion=motion)
     assert scene.frames.shape == (8, 128, 128, 3) and scene.frames.dtype == np.uint8
@@ -100,6 +100,34 @@ def test_varied_motion_turns_and_changes_speed_as_drawn():
     seeds = [s for s in range(40) if make_scene(s, motion="varied").objects[0].turn_rad][:2]
     linear_clips, varied_clips = clip_batch(seeds)[0], clip_batch(seeds, "varied")[0]  # (2, F, 3, H, W)
     assert not torch.equal(linear_clips[:, -1], varied_clips[:, -1])
+
+
+def test_fast_motion_covers_the_speeds_the_evaluation_asks_for():
+    """`motion="fast"` (a training-data variant): 3 in 10 of the moving objects are redrawn at 2.25 to
+    4.5 px a frame (at 64 px), the range of the evaluation's moving targets, which linear clips never
+    reach; the rest, the background and the object count are the linear scene's."""
+    redrawn_speeds, moving = [], 0
+    for seed in range(150):
+        linear, fast = make_scene(seed, camera="none"), make_scene(seed, camera="none", motion="fast")
+        np.testing.assert_array_equal(linear.backgrounds, fast.backgrounds)
+        assert len(linear.objects) == len(fast.objects)
+        first, drawn = fast.objects[0], linear.objects[0]
+        assert (first.shape, first.colour, first.start_px) == (drawn.shape, drawn.colour, drawn.start_px)
+        for obj in fast.objects:
+            speed = np.hypot(*obj.velocity_px)
+            assert speed == 0 or speed >= 0.25 - 1e-9
+            moving += speed > 0
+            if speed > 2.25 + 1e-9:  # linear objects stop at 2.25 px a frame
+                redrawn_speeds.append(speed)
+        if np.hypot(*first.velocity_px) > 2.25 + 1e-9:  # redrawn: the direction is kept, only the speed changes
+            assert np.isclose(np.arctan2(*first.velocity_px[::-1]), np.arctan2(*drawn.velocity_px[::-1]))
+        else:
+            np.testing.assert_allclose(fast.centres_px[0], linear.centres_px[0])
+    assert 0.23 < len(redrawn_speeds) / moving < 0.37, (len(redrawn_speeds), moving)  # "3 in 10"
+    assert 2.25 < min(redrawn_speeds) < 2.45 and 4.3 < max(redrawn_speeds) <= 4.5 + 1e-9  # the whole range
+    target_speeds = [np.linalg.norm(np.diff(case.target_centres, axis=0), axis=-1).mean()
+                     for case in (make_case(i) for i in range(12)) if case.kind != "static"]  # fmt: skip
+    assert 2.25 <= np.median(target_speeds) <= 4.5  # what the variant is for
 
 
 def test_camera_zoom_changes_box_sizes_and_pan_moves_the_background():
@@ -356,6 +384,12 @@ def test_the_model_card_names_the_motion_of_each_stretch_of_training():
     assert motion_line(data((2200, "varied"))) == resumed_varied  # resumed from a log from before `--motion`
     assert motion_line(data((0, "varied"), (3, "linear"), (6, "linear"), (9, "varied"))) == (
         f"{varied} (steps 0..2), then {linear} (steps 3..8), then {varied} (from step 9)")
+    from sgi2v_lite.toy.world import MOTIONS
+
+    assert set(MOTION_WORDS) == set(MOTIONS)  # every `--motion` has its words in the card
+    fast = MOTION_WORDS["fast"]
+    assert motion_line(data((0, "linear"), (2200, "fast"))) == f"{linear} (steps 0..2199), then {fast} (from step 2200)"
+    assert "2.25 to 4.5 px a frame" in fast
 
 
 @pytest.mark.slow

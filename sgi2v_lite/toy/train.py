@@ -1,7 +1,7 @@
 """Train the toy-world pipeline from scratch: a real `StableVideoDiffusionPipeline` at toy size.
 
     python -m sgi2v_lite.toy.train --out data/toy-svd [--vae-steps N] [--unet-steps N] [--seed S]
-                                   [--resume DIR] [--motion linear|varied] [--layers-per-block N]
+                                   [--resume DIR] [--motion linear|varied|fast] [--layers-per-block N]
                                    [--decoder-steps N]
 
 Stage 1, the VAE (`AutoencoderKLTemporalDecoder`, x2): reconstruction of toy clips (32 px crops:
@@ -312,7 +312,9 @@ def plot_log(log_path: Path, png_path: Path) -> None:
 
 MOTION_WORDS = {"linear": "at constant velocity",
                 "varied": "at constant velocity, some (`--motion varied`: 3 in 10 of the moving objects each) "
-                          "along an arc or speeding up or slowing down"}  # fmt: skip
+                          "along an arc or speeding up or slowing down",
+                "fast": "at constant velocity, some (`--motion fast`: 3 in 10 of the moving objects) at 2.25 to "
+                        "4.5 px a frame, the speeds of the evaluation's targets"}  # fmt: skip
 
 
 def motion_line(records: list[dict]) -> str:
@@ -448,7 +450,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--motion", choices=MOTIONS, default="linear",
-                        help="the UNet's clips: objects at constant velocity, or also arcs and speed changes")
+                        help="the UNet's clips: objects at constant velocity, also arcs and speed changes (varied), "
+                        "or also at the evaluation targets' speeds (fast)")
     parser.add_argument("--checkpoint-every", type=int, default=250, help="save the EMA UNet every N steps")
     parser.add_argument("--layers-per-block", type=int, help="the UNet's resnet + attention layers per block "
                         f"(default {UNET_CONFIG['layers_per_block']}; SVD's is 2). With --resume: the checkpoint's")  # fmt: skip
