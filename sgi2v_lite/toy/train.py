@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .world import MOTIONS, TOY_SIZE, make_scene
+from .world import FAST_SPEED, MOTIONS, TOY_SIZE, make_scene
 
 TRAIN_SEED_OFFSET = 0  # training clips use seeds 0, 1, 2, ...
 EVAL_SEED_OFFSET = 10_000_000  # evaluation scenes never overlap training clips
@@ -313,8 +313,9 @@ def plot_log(log_path: Path, png_path: Path) -> None:
 MOTION_WORDS = {"linear": "at constant velocity",
                 "varied": "at constant velocity, some (`--motion varied`: 3 in 10 of the moving objects each) "
                           "along an arc or speeding up or slowing down",
-                "fast": "at constant velocity, some (`--motion fast`: 3 in 10 of the moving objects) at 2.25 to "
-                        "4.5 px a frame, the speeds of the evaluation's targets"}  # fmt: skip
+                "fast": f"at constant velocity, some (`--motion fast`: 3 in 10 of the moving objects) at "
+                        f"{FAST_SPEED[0] * TOY_SIZE / 128:g} to {FAST_SPEED[1] * TOY_SIZE / 128:g} px a frame, "
+                        "the speeds of the evaluation's targets"}  # fmt: skip
 
 
 def motion_line(records: list[dict]) -> str:
@@ -388,7 +389,7 @@ A real `StableVideoDiffusionPipeline` (diffusers' `UNetSpatioTemporalConditionMo
 ## Data
 Freshly generated clips, never repeated: {TOY_SIZE} x {TOY_SIZE} pixels, {NUM_FRAMES} frames; 1 to 3 shapes
 (circle, square, triangle) {motion}, bouncing off the borders, over a smooth textured
-background; 25 % of clips with camera pan, zoom in or zoom out. Motion bucket id = mean object
+background; 30 % of clips with camera pan, zoom in or zoom out. Motion bucket id = mean object
 displacement (0 still .. 255 for {4 * TOY_SIZE / 128:g} px a frame); fps 7; noise augmentation log-normal (-3, 0.5).
 Evaluation scenes come from a disjoint seed range.
 

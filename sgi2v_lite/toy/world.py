@@ -2,7 +2,7 @@
 
 A scene is a smooth, mildly textured background and 1 to 3 saturated shapes (circle, square,
 triangle), each moving at a constant velocity in world coordinates and bouncing off the world's
-borders; a quarter of the clips add camera motion (pan, zoom in, zoom out). Everything is seeded
+borders; 3 in 10 of the clips add camera motion (pan, zoom in, zoom out). Everything is seeded
 and rendered with numpy, about a millisecond a frame. Ground truth: every object's box and
 centre in every frame, in image pixels. Two training-data experiments (`train.py --motion`; the
 card says what each gave): `motion="varied"` makes some objects turn along arcs or change speed,
@@ -22,7 +22,8 @@ SHAPES = ("circle", "square", "triangle")
 CAMERA_MOTIONS = ("none", "pan", "zoom_in", "zoom_out")
 MOTIONS = ("linear", "varied", "fast")  # object motion: constant velocity; also arcs and speed changes; also faster
 # "fast": 3 in 10 of the moving objects at 2.25 to 4.5 px a frame (at 64 px): the speeds the evaluation's
-# targets ask for (2.2 to 4.3 px a frame, median 2.8), above the 2.25 px top speed of the linear clips
+# targets ask for (2.2 to 4.3 px a frame, median 2.8), above the linear clips' top speed relative to the
+# background, 2.25 px a frame (only camera pans and zooms carry objects faster across the frame)
 FAST_SHARE, FAST_SPEED = 0.3, (4.5, 9.0)  # share of the moving objects; speed range in px a frame at 128 px
 TOY_SIZE = 64  # frame side in pixels of the toy model (data/toy-svd); any size renders the same scene
 
@@ -115,8 +116,9 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
     training-data variants: `"varied"`, 3 in 10 of the moving objects turn along an arc and 3 in 10
     speed up or slow down; `"fast"`, 3 in 10 of the moving objects keep their direction at a speed
     of 2.25 to 4.5 px a frame (at 64 px; `FAST_SPEED`). A variant's extra draws come after each
-    object's own, so its scene shares the linear one's background, object count and first object;
-    the later objects and the camera differ."""
+    object's own, so its scene shares the linear one's background, object count and the first
+    object's shape, colour, size and start; the first object's motion, the later objects and the
+    camera may differ."""
     if motion not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
     rng = np.random.default_rng(seed)
