@@ -7,7 +7,7 @@ import torch
 
 from sgi2v_lite.toy.evaluate import (TARGET_KINDS, _boxes_overlap, colour_area, make_case, new_content,
                                      new_content_mask, score_video, track_template)  # fmt: skip
-from sgi2v_lite.toy.world import CAMERA_MOTIONS, make_scene
+from sgi2v_lite.toy.world import CAMERA_MOTIONS, CAMERA_SHARES, make_scene
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -139,6 +139,17 @@ def test_camera_zoom_changes_box_sizes_and_pan_moves_the_background():
     assert (np.diff(widths, axis=1) > 0).all()
     pan = make_scene(4, camera="pan")
     assert np.abs(pan.frames[-1].astype(int) - pan.frames[0].astype(int)).mean() > 2
+
+
+def test_the_share_of_clips_with_camera_motion_is_the_one_the_card_states():
+    from sgi2v_lite.models import TOY_MODEL_DIR
+
+    # the camera is drawn before anything that depends on the size, so tiny scenes draw the same one
+    assert [make_scene(s, size=8, num_frames=2).camera for s in range(20)] == [make_scene(s).camera for s in range(20)]
+    cameras = np.array([make_scene(s, size=8, num_frames=2).camera for s in range(2000)])
+    assert abs((cameras != "none").mean() - (1 - CAMERA_SHARES[0])) < 0.03  # binomial SD 0.01
+    assert set(cameras) == set(CAMERA_MOTIONS)
+    assert f"{100 * (1 - CAMERA_SHARES[0]):g} % of clips with camera" in (TOY_MODEL_DIR / "README.md").read_text()
 
 
 def test_tracks_json_is_the_ground_truth(tmp_path):

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .world import FAST_SPEED, MOTIONS, TOY_SIZE, make_scene
+from .world import CAMERA_SHARES, FAST_SPEED, MOTIONS, TOY_SIZE, make_scene
 
 TRAIN_SEED_OFFSET = 0  # training clips use seeds 0, 1, 2, ...
 EVAL_SEED_OFFSET = 10_000_000  # evaluation scenes never overlap training clips
@@ -389,7 +389,7 @@ A real `StableVideoDiffusionPipeline` (diffusers' `UNetSpatioTemporalConditionMo
 ## Data
 Freshly generated clips, never repeated: {TOY_SIZE} x {TOY_SIZE} pixels, {NUM_FRAMES} frames; 1 to 3 shapes
 (circle, square, triangle) {motion}, bouncing off the borders, over a smooth textured
-background; 30 % of clips with camera pan, zoom in or zoom out. Motion bucket id = mean object
+background; {100 * (1 - CAMERA_SHARES[0]):g} % of clips with camera pan, zoom in or zoom out. Motion bucket id = mean object
 displacement (0 still .. 255 for {4 * TOY_SIZE / 128:g} px a frame); fps 7; noise augmentation log-normal (-3, 0.5).
 Evaluation scenes come from a disjoint seed range.
 
