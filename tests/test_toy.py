@@ -131,6 +131,7 @@ def test_fast_motion_covers_the_speeds_the_evaluation_asks_for():
                      for case in (make_case(i) for i in range(12)) if case.kind != "static"]  # fmt: skip
     assert 2.1 <= min(target_speeds) and max(target_speeds) <= 4.5  # what the variant is for: the targets' speeds
     assert 2.25 <= np.median(target_speeds)
+    assert [make_scene(s).camera for s in range(40)] == [make_scene(s, motion="fast").camera for s in range(40)]
 
 
 def test_camera_zoom_changes_box_sizes_and_pan_moves_the_background():

@@ -117,9 +117,9 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
     training-data variants: `"varied"`, 3 in 10 of the moving objects turn along an arc and 3 in 10
     speed up or slow down; `"fast"`, 3 in 10 of the moving objects keep their direction at a speed
     of 2.25 to 4.5 px a frame (at 64 px; `FAST_SPEED`). A variant's extra draws come after each
-    object's own, so its scene shares the linear one's background, object count and the first
-    object's shape, colour, size and start; the first object's motion, the later objects and the
-    camera may differ."""
+    object's own, so its scene shares the linear one's background, camera motion, object count and
+    the first object's shape, colour, size and start; the first object's motion, the later objects
+    and the pan's speed or the zoom's rate may differ."""
     if motion not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
     rng = np.random.default_rng(seed)
