@@ -7,7 +7,7 @@ import torch
 
 from sgi2v_lite.toy.evaluate import (TARGET_KINDS, _boxes_overlap, colour_area, make_case, new_content,
                                      new_content_mask, score_video, track_template)  # fmt: skip
-from sgi2v_lite.toy.world import CAMERA_MOTIONS, CAMERA_SHARES, make_scene
+from sgi2v_lite.toy.world import CAMERA_MOTIONS, CAMERA_SHARES, MOTIONS, make_scene
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -400,8 +400,6 @@ def test_the_model_card_names_the_motion_of_each_stretch_of_training():
     assert motion_line(data((2200, "varied"))) == resumed_varied  # resumed from a log from before `--motion`
     assert motion_line(data((0, "varied"), (3, "linear"), (6, "linear"), (9, "varied"))) == (
         f"{varied} (steps 0..2), then {linear} (steps 3..8), then {varied} (from step 9)")
-    from sgi2v_lite.toy.world import MOTIONS
-
     assert set(MOTION_WORDS) == set(MOTIONS)  # every `--motion` has its words in the card
     fast = MOTION_WORDS["fast"]
     assert motion_line(data((0, "linear"), (2200, "fast"))) == f"{linear} (steps 0..2199), then {fast} (from step 2200)"
