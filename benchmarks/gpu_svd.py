@@ -79,7 +79,6 @@ from sgi2v_lite.sampler import (  # noqa: E402
     decode,
     encode_conditioning,
     guidance_scales,
-    image_to_tensor,
     optimise_latent,
     resolve_config,
     sample,
@@ -334,7 +333,7 @@ def prepare(pipe, config: SGI2VConfig, image, tracks, device):
     latent_hw = (height // cell, width // cell)
     boxes_px = tracks.rescaled((width, height)).boxes_per_frame(frames)
     box_cells, valid = boxes_to_grid(boxes_px, cell, latent_hw)
-    return image_to_tensor(image, height, width), box_cells, valid, latent_hw
+    return image, box_cells, valid, latent_hw
 
 
 def guided_run(pipe, run: Run, config: SGI2VConfig, image, tracks, device, timer: PhaseTimer):
@@ -342,12 +341,12 @@ def guided_run(pipe, run: Run, config: SGI2VConfig, image, tracks, device, timer
     `sampler.generate` / `sampler.sample` run it (checked by --verify-sampler)."""
     unet, vae, image_encoder = pipe.unet, pipe.vae, pipe.image_encoder
     generator = torch.Generator().manual_seed(config.seed)
-    image_tensor, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
+    image, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
     optimised_steps = set(config.optimised_steps) if config.iterations > 0 else set()
 
     timer.begin()
     with timer.phase("encode (CLIP + VAE)"):
-        cond = encode_conditioning(pipe, image_tensor, config, generator)
+        cond = encode_conditioning(pipe, image, config, generator)
     if run.offload:
         with timer.phase("offload / reload"):
             image_encoder.to("cpu")
@@ -432,9 +431,9 @@ def cfg_forward_flops(unet, scheduler, latents, timestep, cond: Conditioning) ->
 def first_optimised_step(pipe, config: SGI2VConfig, image, tracks, device):
     """The state at the first optimised step: conditioning (encoded here), a fresh scheduler, that
     step's timestep, a random latent at its sigma, and the boxes on the latent grid."""
-    image_tensor, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
+    image, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
     generator = torch.Generator().manual_seed(config.seed)
-    cond = encode_conditioning(pipe, image_tensor, config, generator)
+    cond = encode_conditioning(pipe, image, config, generator)
     scheduler = svd_scheduler()
     scheduler.set_timesteps(config.num_inference_steps, device=device)
     step = min(config.optimised_steps)

@@ -51,6 +51,7 @@ class SGI2VConfig:
     optimise_first_frame: bool = True  # False: frame 0's latent (the trajectories' anchor) is held fixed
     feature_layers: tuple[str, ...] | None = SVD_FEATURE_LAYERS
     feature_kind: str = "aligned"  # "aligned" (SG-I2V) or "naive" (the layer's own attention)
+    heatmap_sigma: float = 0.4  # the loss's Gaussian weights: sigma = heatmap_sigma x half the box side
     frequency_mix: bool = True
     lowpass_cutoff: float = 0.5  # Butterworth d_s (the paper's gamma)
     lowpass_order: int = 4  # Butterworth n
@@ -114,6 +115,8 @@ class SGI2VConfig:
             )
         if self.feature_kind not in ("aligned", "naive"):
             raise InputError(f"setting 'feature_kind' must be 'aligned' or 'naive', got {self.feature_kind!r}")
+        if not self.heatmap_sigma > 0:
+            raise InputError(f"setting 'heatmap_sigma' must be > 0, got {self.heatmap_sigma}")
         if self.lowpass_cutoff < 0 or self.lowpass_order < 1:
             raise InputError("setting 'lowpass_cutoff' must be >= 0 and 'lowpass_order' >= 1")
         outside = [i for i in self.optimised_steps if not 0 <= i < self.num_inference_steps]

@@ -69,7 +69,7 @@ def _gaussian_weights(fn):
         expected = gaussian_weights(height, width)
         assert got.shape == expected.shape, f"for a {height}x{width} box: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
         error = (got - expected).abs().max().item()
-        assert error < 1e-5, f"for a {height}x{width} box off by up to {error:.3g}: peak 1 at the box centre, sigma = 0.4 x half the side"
+        assert error < 1e-5, f"for a {height}x{width} box off by up to {error:.3g}: sigma = 0.4 x half the side, divided by the maximum (peak 1 for even sides too)"
     return True
 
 

@@ -97,8 +97,10 @@ def _quiet_transformers():
     import transformers
 
     verbosity = transformers.logging.get_verbosity()
+    diffusers_verbosity = diffusers.utils.logging.get_verbosity()
     bars_were_on = diffusers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    diffusers.utils.logging.set_verbosity_error()  # "Couldn't connect to the Hub ...": the error says it in one line
     diffusers.utils.logging.disable_progress_bar()  # "Loading pipeline components": noise in a notebook
     transformers.utils.logging.disable_progress_bar()
     try:
@@ -107,6 +109,7 @@ def _quiet_transformers():
             yield
     finally:
         transformers.logging.set_verbosity(verbosity)
+        diffusers.utils.logging.set_verbosity(diffusers_verbosity)
         if bars_were_on:
             diffusers.utils.logging.enable_progress_bar()
             transformers.utils.logging.enable_progress_bar()
@@ -208,6 +211,50 @@ def preset_name_for(pipe) -> str:
     return "lite"
 
 
+def _causes(err: BaseException):
+    """The exception and every exception it was raised from or during (diffusers wraps the hub's)."""
+    seen = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    return seen
+
+
+def hub_error_message(err: BaseException, source: str) -> str:
+    """One line saying why a model could not be loaded and what to do, for the hub's failures:
+    a gated model (SVD's checkpoints: accept the licence and log in), no network and no cached copy,
+    a full disk, a missing repository or file. Anything else: its type and first line."""
+    import errno
+
+    from huggingface_hub import errors as hub
+
+    causes = _causes(err)
+    kinds = tuple(type(e) for e in causes)
+    page = f"https://huggingface.co/{source}"
+    where = f"could not load model {source!r}"
+    if any(issubclass(k, hub.GatedRepoError) for k in kinds):
+        return (
+            f"{where}: its weights are gated. Accept the licence at {page} (logged in), then log in here: "
+            "huggingface_hub.notebook_login() on Colab (or a token HF_TOKEN in Colab's secrets), `hf auth login` elsewhere"
+        )
+    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in causes) or "No space left" in str(err):
+        return (
+            f"{where}: the disk is full (SVD's fp16 weights need about 5 GB in the hub's cache). Free space, or "
+            "point HF_HOME at a larger disk"
+        )
+    if any(issubclass(k, hub.RepositoryNotFoundError) for k in kinds):
+        return f"{where}: no such repository on the hub, or it is private: check the name ({page}) and log in"
+    if any(issubclass(k, (hub.RevisionNotFoundError, hub.RemoteEntryNotFoundError)) for k in kinds):
+        return f"{where}: a file or revision is missing from the repository: {str(err).splitlines()[0]}"
+    offline = (hub.OfflineModeIsEnabled, hub.LocalEntryNotFoundError, ConnectionError, TimeoutError)
+    if any(issubclass(k, offline) for k in kinds) or "not fully cached locally" in str(err):
+        return (
+            f"{where}: the hub cannot be reached and no copy is cached here. Connect to the internet (and unset "
+            "HF_HUB_OFFLINE), or pass a folder written by save_pretrained"
+        )
+    return f"{where}: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+
+
 def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None = None, dtype: torch.dtype | None = None):
     """A `StableVideoDiffusionPipeline` on `device` in `dtype` (defaults: `default_device_and_dtype`);
     "auto" is `auto_model_name()`; unknown names raise `InputError`."""
@@ -231,8 +278,8 @@ def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None =
         try:
             with _quiet_transformers():
                 pipe = StableVideoDiffusionPipeline.from_pretrained(source, torch_dtype=dtype, variant=variant)
-        except Exception as err:  # no network, no cache, missing files: say which model and why
-            raise InputError(f"could not load model {source!r}: {type(err).__name__}: {str(err).splitlines()[0]}")
+        except Exception as err:  # gated, no network, disk full, missing files: say which model and what to do
+            raise InputError(hub_error_message(err, source)) from err
     else:
         raise InputError(f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a folder saved with save_pretrained")
     if pipe.unet.dtype != dtype:  # the random pipelines are built in float32

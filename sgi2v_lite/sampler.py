@@ -27,7 +27,7 @@ from .attention import record_features, run_to_features
 from .config import SGI2VConfig
 from .errors import InputError
 from .frequency import mix_frequencies
-from .loss import box_loss, feature_map
+from .loss import box_loss, feature_map, has_targets
 from .models import default_feature_layers
 from .tracks import Tracks, boxes_to_grid
 
@@ -72,32 +72,48 @@ def resolve_config(pipe, config: SGI2VConfig) -> SGI2VConfig:
     return config
 
 
-def image_to_tensor(image, height: int, width: int) -> torch.Tensor:
-    """PIL image -> (1, 3, H, W) float in [-1, 1], resized to the generation size."""
-    from PIL import Image
-
-    image = image.convert("RGB").resize((width, height), Image.BICUBIC)
-    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1)  # (H, W, 3)
+def image_to_tensor(image) -> torch.Tensor:
+    """PIL image -> (1, 3, H, W) float in [-1, 1], at its own size."""
+    array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1)  # (H, W, 3)
     return array.permute(2, 0, 1)[None]
 
 
 @torch.no_grad()
-def encode_conditioning(pipe, image: torch.Tensor, config: SGI2VConfig, generator: torch.Generator) -> Conditioning:
-    """Step 2: SVD's conditioning, as its diffusers pipeline computes it.
+def clip_embedding(pipe, image: torch.Tensor) -> torch.Tensor:
+    """SVD's CLIP image embedding (1, 1, D) of an image (1, 3, H, W) in [-1, 1], preprocessed as
+    diffusers' `StableVideoDiffusionPipeline` does: Gaussian-blurred and resized to the encoder's
+    input size (224 px for SVD's ViT-H/14) by diffusers' own antialiasing resize, then normalised
+    by the pipeline's CLIP feature extractor."""
+    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
+        _resize_with_antialiasing,  # the pipeline's own resize: no copy of it here
+    )
 
-    image: (1, 3, H, W) in [-1, 1]. The CLIP branch sees the clean image resized (antialiased) to
-    the encoder's input size; the VAE branch sees it with Gaussian noise of std noise_aug_strength."""
-    device, encoder_dtype = pipe.unet.device, pipe.image_encoder.dtype
+    size = pipe.image_encoder.config.image_size
+    resized = (_resize_with_antialiasing(image.float(), (size, size)) + 1) / 2  # (1, 3, size, size) in ~[0, 1]
+    pixels = pipe.feature_extractor(
+        images=resized, do_normalize=True, do_center_crop=False, do_resize=False, do_rescale=False, return_tensors="pt"
+    ).pixel_values
+    pixels = pixels.to(pipe.image_encoder.device, pipe.image_encoder.dtype)
+    return pipe.image_encoder(pixels).image_embeds[:, None]  # (1, 1, D)
+
+
+@torch.no_grad()
+def encode_conditioning(
+    pipe, image, config: SGI2VConfig, generator: torch.Generator, clip_image: torch.Tensor | None = None
+) -> Conditioning:
+    """Step 2: SVD's conditioning, exactly as diffusers' `StableVideoDiffusionPipeline` computes it.
+
+    image: a PIL image of any size, or a tensor (1, 3, H, W) in [-1, 1] already at the generation
+    size. The CLIP branch sees the image at its *own* size (diffusers resizes it straight to the
+    encoder's input; pass `clip_image` to give it another one); the VAE branch sees it resized to
+    the generation size with Gaussian noise of std noise_aug_strength (drawn from `generator`)."""
+    device, unet_dtype = pipe.unet.device, pipe.unet.dtype
     do_cfg = config.max_guidance_scale > 1
-
-    # CLIP image embedding, (1, 1, D)
-    clip_size = pipe.image_encoder.config.image_size
-    clip_input = F.interpolate(image, (clip_size, clip_size), mode="bicubic", antialias=True, align_corners=False)
-    clip_input = ((clip_input + 1) / 2).clamp(0, 1)
-    mean = torch.tensor(pipe.feature_extractor.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(pipe.feature_extractor.image_std).view(1, 3, 1, 1)
-    clip_input = ((clip_input - mean) / std).to(device, encoder_dtype)
-    image_embeddings = pipe.image_encoder(clip_input).image_embeds[:, None]  # (1, 1, D)
+    if not isinstance(image, torch.Tensor):
+        clip_image = image_to_tensor(image) if clip_image is None else clip_image
+        # diffusers' own resize (PIL, Lanczos) and scaling to [-1, 1]: (1, 3, H, W) float32
+        image = pipe.video_processor.preprocess(image.convert("RGB"), height=config.height, width=config.width)
+    image_embeddings = clip_embedding(pipe, image if clip_image is None else clip_image).to(unet_dtype)
 
     # VAE latent of the noise-augmented image (not scaled by the VAE's scaling factor, as in SVD)
     noise = torch.randn(image.shape, generator=generator)
@@ -108,13 +124,11 @@ def encode_conditioning(pipe, image: torch.Tensor, config: SGI2VConfig, generato
     image_latent = vae.encode(noisy_image.to(vae.dtype)).latent_dist.mode()  # (1, C, h, w)
     if upcast:
         pipe.vae.to(vae_dtype)
-    unet_dtype = pipe.unet.dtype
     image_latents = image_latent.to(unet_dtype)[:, None].repeat(1, config.num_frames, 1, 1, 1)  # (1, F, C, h, w)
 
     added_time_ids = torch.tensor(
         [[config.fps - 1, config.motion_bucket_id, config.noise_aug_strength]], dtype=unet_dtype, device=device
     )
-    image_embeddings = image_embeddings.to(unet_dtype)
     if do_cfg:  # unconditional half first, as in diffusers
         image_embeddings = torch.cat([torch.zeros_like(image_embeddings), image_embeddings])
         image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
@@ -140,6 +154,71 @@ def step_learning_rate(config: SGI2VConfig, sigma: float | None) -> float:
     return config.learning_rate * sigma
 
 
+class LossScaler:
+    """Dynamic loss scaling for a backward pass through a float16 UNet (Micikevicius et al., "Mixed
+    precision training", 2018; the rule of `torch.amp.GradScaler`, as the reference uses it).
+
+    The loss is normalised over thousands of cells and 1,280 channels, so the gradient reaching the
+    recorded features is ~1e-7 an element: below float16's normal range (6e-5), where it rounds to
+    zero. Multiplying the loss by `scale` before backward lifts every gradient into range; the
+    float32 variable's gradient is divided back exactly (a power of two). If the scaled backward
+    overflows (inf or NaN), the scale halves and the pass is redone, so every AdamW iteration gets a
+    gradient (GradScaler would skip the step instead). One scaler serves a whole generation, so a
+    scale found too large is lowered once. Models in float32 or bfloat16 (float32's range) need no
+    scaling: scale 1.
+
+    The first scale is 2^24, not GradScaler's 2^16: on the toy model at 2^16 a few latent elements
+    whose float32 gradient is non-zero still came out zero; from 2^20 none did, and nothing
+    overflowed up to 2^32 (measured in tests/test_fp16.py)."""
+
+    def __init__(self, dtype: torch.dtype, initial_scale: float = 2.0**24):
+        self.scale = initial_scale if dtype == torch.float16 else 1.0
+
+    def backward(self, closure: Callable[[], tuple[torch.Tensor, dict]], variable: torch.Tensor):
+        """Run `closure()` -> (loss, extras), backward the scaled loss into `variable.grad` and
+        unscale it. Returns (loss, extras, ok): ok is False, and the gradient None, when no scale
+        down to 1 gives a finite gradient (or the loss itself is not finite): skip that step."""
+        while True:
+            variable.grad = None
+            loss, extras = closure()
+            if not torch.isfinite(loss):
+                return loss, extras, False
+            (loss * self.scale).backward()
+            if torch.isfinite(variable.grad).all():
+                variable.grad.div_(self.scale)
+                return loss, extras, True
+            if self.scale <= 1:
+                variable.grad = None
+                return loss, extras, False
+            self.scale /= 2
+
+
+def compute_dtype(unet) -> torch.dtype:
+    """The dtype the UNet computes in: its own, or the autocast dtype inside `torch.autocast` (the
+    reference way runs an fp32 UNet under fp16 autocast: its backward needs loss scaling too)."""
+    device_type = unet.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return unet.dtype
+
+
+def guidance_loss(unet, recorder, scheduler, latents, timestep, cond: Conditioning, box_cells, valid, config):
+    """One forward of the optimisation: the box loss (a float32 scalar) of latent z_t (1, F, C, h, w)
+    and the recorded features. Conditional half only; stopped after the last hooked block if the
+    recorder was made with `stop_early`."""
+    conditional = cond.conditional()
+    features = run_to_features(
+        unet,
+        recorder,
+        unet_input(scheduler, latents, timestep, conditional, unet.dtype),
+        timestep,
+        encoder_hidden_states=conditional.image_embeddings,
+        added_time_ids=conditional.added_time_ids,
+    )
+    loss = box_loss(feature_map(features, tuple(latents.shape[-2:])), box_cells, valid, config.heatmap_sigma)
+    return loss, features
+
+
 def optimise_latent(
     unet,
     scheduler,
@@ -150,47 +229,63 @@ def optimise_latent(
     valid: np.ndarray,
     config: SGI2VConfig,
     sigma: float | None = None,
+    scaler: LossScaler | None = None,
 ) -> tuple[torch.Tensor, list[float], dict[str, torch.Tensor]]:
     """Spec step 3: AdamW on the scheduler's own noisy latent z_t (before `scale_model_input`).
 
     latents: (1, F, C, h, w) at noise level `sigma`. A fresh optimiser, `config.iterations`
-    iterations, each a forward pass (conditional only, stopped after the last hooked block if
-    `truncate_forward`) that records the aligned features, the box loss, and a backward pass to the
-    latent. With `optimise_first_frame` off only frames 1..F-1 are variables.
+    iterations, each a forward pass (`guidance_loss`) and a backward pass to the latent. The latent
+    and the optimiser stay float32 whatever the UNet's dtype; a float16 UNet's backward is loss-
+    scaled by `scaler` (a fresh `LossScaler` if None; `sample` passes one for the whole run). With `optimise_first_frame` off
+    only frames 1..F-1 are variables. With no box to follow (no track has a valid frame j >= 1)
+    the loss is constant and no optimiser step is taken, as in the reference (AdamW's weight decay
+    would still shrink the latent).
     Returns (optimised latent, loss per iteration, features of the last iteration)."""
-    latent_hw = tuple(latents.shape[-2:])
     first = 0 if config.optimise_first_frame else 1
     fixed = latents[:, :first].detach().float()  # (1, 0 or 1, C, h, w)
     variable = latents[:, first:].detach().float().clone().requires_grad_(True)
     optimiser = torch.optim.AdamW([variable], lr=step_learning_rate(config, sigma), weight_decay=config.weight_decay)
-    conditional = cond.conditional()
+    scaler = scaler or LossScaler(compute_dtype(unet))
+    followed = has_targets(valid)
     losses, features = [], {}
     with record_features(
         unet,
         config.feature_layers,
         num_frames=latents.shape[1],
-        latent_hw=latent_hw,
+        latent_hw=tuple(latents.shape[-2:]),
         kind=config.feature_kind,
         stop_early=config.truncate_forward,
     ) as recorder:
         for _ in range(config.iterations):
-            optimiser.zero_grad()
-            features = run_to_features(
-                unet,
-                recorder,
-                unet_input(scheduler, torch.cat([fixed, variable], dim=1), timestep, conditional, unet.dtype),
-                timestep,
-                encoder_hidden_states=conditional.image_embeddings,
-                added_time_ids=conditional.added_time_ids,
-            )
-            loss = box_loss(feature_map(features, latent_hw), box_cells, valid)
+
+            def closure():
+                z = torch.cat([fixed, variable], dim=1)
+                return guidance_loss(unet, recorder, scheduler, z, timestep, cond, box_cells, valid, config)
+
             # keep recording during backward: gradient checkpointing re-runs the hooked layers and
             # must see the same computation (the extra aligned attention) as the forward did
-            loss.backward()
-            optimiser.step()
+            loss, features, ok = scaler.backward(closure, variable)
+            if followed and ok:
+                optimiser.step()
             losses.append(loss.item())
     features = {name: f.detach() for name, f in features.items()}
     return torch.cat([fixed, variable.detach()], dim=1).to(latents.dtype), losses, features
+
+
+def latent_gradient(unet, scheduler, latents, timestep, cond: Conditioning, box_cells, valid, config, loss_scale=None):
+    """The gradient (1, F, C, h, w), float32, of the box loss with respect to latent z_t: one pass
+    of `optimise_latent`'s forward and backward, loss-scaled as it is (`loss_scale` overrides the
+    initial scale, e.g. 1.0 to see what float16 loses without scaling). Returns (loss, gradient)."""
+    variable = latents.detach().float().clone().requires_grad_(True)
+    scaler = LossScaler(compute_dtype(unet)) if loss_scale is None else LossScaler(torch.float16, loss_scale)
+    with record_features(
+        unet, config.feature_layers, latents.shape[1], tuple(latents.shape[-2:]), config.feature_kind, config.truncate_forward
+    ) as recorder:
+        loss, _, ok = scaler.backward(
+            lambda: guidance_loss(unet, recorder, scheduler, variable, timestep, cond, box_cells, valid, config), variable
+        )
+    gradient = variable.grad if ok else torch.zeros_like(variable)
+    return loss.detach(), gradient
 
 
 def check_weight_decay(config: SGI2VConfig, scheduler, optimised_steps) -> None:
@@ -234,7 +329,7 @@ def sample(
     callback(info) gets, per step: "step", "timestep", "sigma", "latents" (z_t entering the step),
     "optimised" (bool), and for optimised steps "latents_optimised" (before the frequency mix),
     "latents_mixed", "losses" (per iteration), "features" (aligned/naive features of the last
-    iteration, layer -> (F, C, h, w)); after the UNet "noise_pred", "denoised" (the model's estimate
+    iteration, layer -> (F, C, h, w)), "loss_scale" (1 unless the UNet is float16); after the UNet "noise_pred", "denoised" (the model's estimate
     of the clean latent at this step, x0) and "latents_next"; and with
     `record_step_features`, "step_features" recorded during the CFG pass (conditional half)."""
     do_cfg = cond.image_latents.shape[0] == 2
@@ -242,13 +337,14 @@ def sample(
     optimised_steps = set(config.optimised_steps) if config.guidance and box_cells is not None else set()
     latent_hw = tuple(latents.shape[-2:])
     check_weight_decay(config, scheduler, optimised_steps)
+    scaler = LossScaler(compute_dtype(unet))
     for step, timestep in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
         info = {"step": step, "timestep": timestep, "sigma": float(scheduler.sigmas[step]), "latents": latents}
         info["optimised"] = step in optimised_steps and config.iterations > 0
         if info["optimised"]:
             with torch.enable_grad():
                 optimised, losses, features = optimise_latent(
-                    unet, scheduler, latents, timestep, cond, box_cells, valid, config, sigma=info["sigma"]
+                    unet, scheduler, latents, timestep, cond, box_cells, valid, config, info["sigma"], scaler
                 )
             mixed = (
                 mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order)
@@ -256,6 +352,7 @@ def sample(
                 else optimised
             )
             info.update(latents_optimised=optimised, latents_mixed=mixed, losses=losses, features=features)
+            info["loss_scale"] = scaler.scale
             latents = mixed
 
         with torch.no_grad():
@@ -337,7 +434,7 @@ def prepare(pipe, image, tracks: Tracks | None, config: SGI2VConfig) -> Prepared
     guided = config.guidance and tracks is not None and len(tracks) > 0
 
     # 2. conditioning
-    cond = encode_conditioning(pipe, image_to_tensor(image, height, width), config, generator)
+    cond = encode_conditioning(pipe, image, config, generator)
 
     # 3. boxes: image pixels -> generation pixels -> latent cells
     cell_px = pipe.vae_scale_factor

@@ -195,19 +195,36 @@ def resample_path(path, num_frames: int) -> np.ndarray:
 def boxes_to_grid(boxes_px: np.ndarray, cell_px: int, grid_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Map pixel boxes to integer cells of a feature grid (SG-I2V spec step 2).
 
-    boxes_px: (N, F, 4) pixels (x0, y0, x1, y1) of the generation-size image.
+    boxes_px: (N, F, 4) pixels (x0, y0, x1, y1) of the generation-size image; each track's box
+              only translates from frame to frame.
     cell_px:  pixels per grid cell (8, the VAE factor, for the latent grid).
-    Returns (box_cells (N, F, 4) int64 with exclusive ends, valid (N, F) bool). Corners are floor-
-    divided, a box is at least one cell wide and high, boxes are clipped to the grid, and a frame
-    whose box lies wholly outside is marked invalid (the loss skips it)."""
+    Returns (box_cells (N, F, 4) int64 with exclusive ends, valid (N, F) bool).
+
+    Only what is visible on frame 0 can be a target, so a frame-0 box that sticks out of the image
+    is first clipped to it, and every later box is that clipped box translated. Corners are then
+    floor-divided and a box is at least one cell wide and high. Later boxes are *not* clipped: the
+    loss crops them to the grid itself (`loss.visible_part`), as the reference implementation does.
+    A frame whose box lies wholly outside the grid is marked invalid (the loss skips it)."""
     grid_h, grid_w = grid_hw
-    cells = np.floor(np.asarray(boxes_px, dtype=np.float64) / cell_px).astype(np.int64)  # (N, F, 4)
+    boxes = np.array(boxes_px, dtype=np.float64).reshape(-1, np.shape(boxes_px)[-2], 4)  # (N, F, 4)
+    first = boxes[:, :1]  # (N, 1, 4)
+    limits = np.array([0, 0, 0, 0]), np.array([grid_w, grid_h, grid_w, grid_h]) * cell_px
+    shrink = np.clip(first, *limits) - first  # how far each edge of frame 0's box moves inward
+    boxes = boxes + shrink
+    cells = np.floor(boxes / cell_px).astype(np.int64)  # (N, F, 4)
     cells[..., 2] = np.maximum(cells[..., 2], cells[..., 0] + 1)
     cells[..., 3] = np.maximum(cells[..., 3], cells[..., 1] + 1)
-    cells[..., 0::2] = np.clip(cells[..., 0::2], 0, grid_w)
-    cells[..., 1::2] = np.clip(cells[..., 1::2], 0, grid_h)
-    valid = (cells[..., 2] > cells[..., 0]) & (cells[..., 3] > cells[..., 1])
+    valid = (cells[..., 0] < grid_w) & (cells[..., 2] > 0) & (cells[..., 1] < grid_h) & (cells[..., 3] > 0)
     return cells, valid
+
+
+def clip_cells(box_cells: np.ndarray, grid_hw: tuple[int, int]) -> np.ndarray:
+    """Boxes of cells (..., 4) clipped to a grid of (H, W) cells, e.g. to draw them on it."""
+    grid_h, grid_w = grid_hw
+    clipped = np.array(box_cells, copy=True)
+    clipped[..., 0::2] = np.clip(clipped[..., 0::2], 0, grid_w)
+    clipped[..., 1::2] = np.clip(clipped[..., 1::2], 0, grid_h)
+    return clipped
 
 
 # ------------------------------------------------------- reference traj.npy layout

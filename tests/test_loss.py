@@ -80,3 +80,58 @@ def test_feature_map_upsamples_and_concatenates():
     # a constant layer stays constant after bilinear upsampling
     const = feature_map({"c": torch.full((2, 1, 3, 3), 2.5)}, (9, 9))
     assert torch.allclose(const, torch.full_like(const, 2.5))
+
+
+def test_gaussian_peak_is_1_for_even_sizes_too():
+    # an even side has no centre cell: the reference divides by the maximum, so the middle cells get 1
+    torch.testing.assert_close(gaussian_weights(2, 2), torch.ones(2, 2))
+    weights = gaussian_weights(4, 6)
+    assert weights.max() == 1 and weights[1:3, 2:4].eq(1).all()
+    # the shape is the Gaussian's: one cell further out of a 6-wide box, sigma_x = 0.4 * 3
+    assert math.isclose(float(weights[1, 4]), math.exp((0.5**2 - 1.5**2) / (2 * 1.2**2)), rel_tol=1e-6)
+    # heatmap_sigma widens it
+    assert gaussian_weights(5, 5, sigma=0.8)[2, 0] > gaussian_weights(5, 5)[2, 0]
+
+
+def test_boxes_of_different_sizes_weigh_by_peak_1_weights():
+    """A 2 x 2 box (error 1 everywhere) beside a 1 x 1 box (error 4): every cell of both has weight
+    1, so L = (4 x 1 + 1 x 4) / (4 + 1) = 1.6. With peaks of 0.46^2 for the 2 x 2 box (the package
+    before) it came to 2.62."""
+    features = torch.zeros(2, 1, 6, 6)
+    features[1, 0, 2:4, 2:4] = 1.0  # frame 1 inside box A: error 1
+    features[1, 0, 5, 5] = 2.0  # frame 1 inside box B: error 4
+    cells = np.array([[[0, 0, 2, 2], [2, 2, 4, 4]], [[4, 0, 5, 1], [5, 5, 6, 6]]])
+    assert math.isclose(float(box_loss(features, cells, np.ones((2, 2), bool))), 1.6, rel_tol=1e-6)
+
+
+def test_a_box_leaving_at_the_right_is_cropped_not_squeezed():
+    """Grid 4 cells wide. Frame 0's box holds [5, 6, 7]; at frame 1 the 3-wide box starts at column
+    2, so only its first two cells are on the grid, holding [6, 6]. The whole-box target [5, 6, 7]
+    is cropped to [5, 6] (errors 1, 0) and so are the whole box's weights [e, 1, e]: the loss is
+    (e x 1 + 1 x 0) / (e + 1). Squeezing the target into two cells (the package before) compared
+    [6, 6] with [5.25, 6.75]."""
+    features = torch.zeros(2, 1, 1, 4)
+    features[0, 0, 0, 0:3] = torch.tensor([5.0, 6.0, 7.0])
+    features[1, 0, 0, 2:4] = torch.tensor([6.0, 6.0])
+    cells = np.array([[[0, 0, 3, 1], [2, 0, 5, 1]]])
+    edge = math.exp(-1 / (2 * 0.6**2))
+    expected = (edge * 1 + 1.0 * 0) / (edge + 1)
+    assert math.isclose(float(box_loss(features, cells, np.ones((1, 2), bool))), expected, rel_tol=1e-6)
+
+
+def test_a_box_leaving_at_the_top_left_keeps_its_whole_box_weights():
+    # a 4 x 4 box at (-2, -2): its bottom-right quarter is visible, with the whole box's weights
+    features = torch.randn(2, 3, 6, 6)
+    cells = np.array([[[1, 1, 5, 5], [-2, -2, 2, 2]]])
+    target = features[0, :, 1:5, 1:5]
+    error = ((features[1, :, 0:2, 0:2] - target[:, 2:4, 2:4]) ** 2).mean(0)
+    weights = gaussian_weights(4, 4)[2:4, 2:4]
+    torch.testing.assert_close(box_loss(features, cells, np.ones((1, 2), bool)), (weights * error).sum() / weights.sum())
+
+
+def test_has_targets_needs_frame0_and_a_later_frame():
+    from sgi2v_lite.loss import has_targets
+
+    assert has_targets(np.array([[True, False, True]]))
+    assert not has_targets(np.array([[True, False, False], [False, True, True]]))
+    assert not has_targets(np.zeros((0, 3), bool))

@@ -74,3 +74,81 @@ def test_load_model_gives_the_pipeline_and_its_resolved_preset(monkeypatch):
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     assert (config.height, config.width, config.num_frames) == (size, size, pipe.unet.config.num_frames)
     assert config.feature_layers == default_feature_layers(pipe.unet) and config.num_inference_steps == 25
+
+
+def _http_response(status: int):
+    """A hub HTTP response for the hub's own exception types (httpx2 with huggingface_hub >= 2.4, httpx before)."""
+    import importlib
+
+    try:
+        httpx = importlib.import_module("httpx2")
+    except ImportError:
+        httpx = importlib.import_module("httpx")
+    return httpx.Response(status, request=httpx.Request("GET", "https://huggingface.co/api/models/x"))
+
+
+def _wrapped(inner):
+    """The hub's exception as diffusers re-raises it: an OSError raised from it."""
+    try:
+        raise inner
+    except Exception as cause:
+        try:
+            raise OSError("Cannot load model stabilityai/stable-video-diffusion-img2vid: not cached") from cause
+        except OSError as outer:
+            return outer
+
+
+def _hub_failures():
+    import errno
+
+    from huggingface_hub import errors as hub
+
+    return {
+        "gated": (_wrapped(hub.GatedRepoError("403 Client Error: Cannot access gated repo", response=_http_response(403))),
+                  "gated. Accept the licence at https://huggingface.co/stabilityai/stable-video-diffusion-img2vid"),
+        "gated, bare": (hub.GatedRepoError("401 Client Error", response=_http_response(401)), "notebook_login()"),
+        "offline": (_wrapped(hub.OfflineModeIsEnabled("offline mode is enabled")), "cannot be reached and no copy is cached"),
+        "no network": (_wrapped(ConnectionError("Name or service not known")), "Connect to the internet"),
+        "not cached": (hub.LocalEntryNotFoundError("Cannot find the requested files in the disk cache"), "no copy is cached"),
+        "disk full": (OSError(errno.ENOSPC, "No space left on device"), "the disk is full"),
+        "no such repo": (hub.RepositoryNotFoundError("404 Client Error", response=_http_response(404)), "no such repository"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", list(_hub_failures()))
+def test_each_hub_failure_says_what_to_do_in_one_line(monkeypatch, capsys, tmp_path, kind):
+    from diffusers import StableVideoDiffusionPipeline
+
+    from sgi2v_lite.cli import main
+
+    error, advice = _hub_failures()[kind]
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(StableVideoDiffusionPipeline, "from_pretrained", refuse)
+    with pytest.raises(InputError) as raised:
+        load_pipeline("svd")
+    message = str(raised.value)
+    assert advice in message and "\n" not in message
+    assert message.startswith("could not load model 'stabilityai/stable-video-diffusion-img2vid': ")
+    # the CLI: that line, exit 2, no traceback
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(image)
+    assert main(["generate", "--model", "svd", "--image", str(image), "--out", str(tmp_path / "v.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {message}" and "Traceback" not in err
+
+
+def test_every_notebook_says_how_to_get_the_gated_weights_before_loading():
+    import json
+
+    from conftest import ROOT
+
+    for notebook in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+        sources = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]]
+        loads = next(i for i, s in enumerate(sources) if "load_model(" in s or "TrackEditor(" in s)
+        before = "\n".join(sources[:loads])
+        assert "accept the licence" in before and "notebook_login()" in before, notebook.name

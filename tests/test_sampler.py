@@ -186,3 +186,26 @@ def test_a_weight_decay_that_would_flip_the_latent_is_refused(tiny_pipe, tiny_im
         run(tiny_pipe, tiny_image, tiny_tracks, config)
     run(tiny_pipe, tiny_image, tiny_tracks, config.replace(weight_decay=0.005))  # 0.75: allowed
     run(tiny_pipe, tiny_image, tiny_tracks, config.replace(iterations=0))  # nothing optimised: nothing to refuse
+
+
+def test_a_step_with_no_box_to_follow_leaves_the_latent_alone(tiny_pipe, tiny_image, tiny_config):
+    """Every later box has left the image: the loss is constant, and as in the reference no AdamW
+    step is taken (its weight decay alone would otherwise shrink the latent)."""
+    from sgi2v_lite.tracks import parse_tracks
+
+    gone = parse_tracks({"image_size": [64, 64], "tracks": [{"box": [8, 8, 24, 24], "path": [[16, 16], [1000, 16]]}]})
+    steps = []
+    run(tiny_pipe, tiny_image, gone, tiny_config.replace(weight_decay=0.1), callback=steps.append)
+    optimised = [s for s in steps if s["optimised"]]
+    assert optimised and all(s["losses"] == [0.0] * tiny_config.iterations for s in optimised)
+    for s in optimised:
+        torch.testing.assert_close(s["latents_optimised"], s["latents"], rtol=0, atol=0)
+
+
+def test_heatmap_sigma_is_a_setting(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
+    wide, default = [], []
+    run(tiny_pipe, tiny_image, tiny_tracks, tiny_config.replace(heatmap_sigma=2.0), callback=wide.append)
+    run(tiny_pipe, tiny_image, tiny_tracks, tiny_config, callback=default.append)
+    assert wide[1]["losses"][0] != default[1]["losses"][0]
+    with pytest.raises(InputError, match="heatmap_sigma"):
+        tiny_config.replace(heatmap_sigma=0.0).validate(size_multiple=8)

@@ -7,6 +7,7 @@ from conftest import REFERENCE_TRAJ
 from sgi2v_lite.errors import InputError
 from sgi2v_lite.tracks import (
     boxes_to_grid,
+    clip_cells,
     from_reference_traj,
     load_reference_traj,
     load_tracks,
@@ -70,13 +71,13 @@ def test_rescale_to_generation_size():
     assert big.tracks[0].path == [(40, 60), (120, 100)]
 
 
-def test_boxes_to_grid_floor_min_cell_clip_and_skip():
+def test_boxes_to_grid_floor_min_cell_and_skip_but_no_clip():
     boxes = np.array(
         [
             [
                 [17, 9, 40, 31],  # floor division by 8 -> (2, 1, 5, 3)
                 [3, 3, 5, 5],  # smaller than a cell -> at least 1 x 1
-                [-20, 60, 12, 90],  # partly outside -> clipped to the 8 x 8 grid
+                [-20, 60, 12, 90],  # partly outside -> kept whole (the loss crops it)
                 [70, 70, 90, 90],  # wholly outside -> invalid (skipped)
             ]
         ],
@@ -85,8 +86,18 @@ def test_boxes_to_grid_floor_min_cell_clip_and_skip():
     cells, valid = boxes_to_grid(boxes, 8, (8, 8))
     assert cells[0, 0].tolist() == [2, 1, 5, 3]
     assert cells[0, 1].tolist() == [0, 0, 1, 1]
-    assert cells[0, 2].tolist() == [0, 7, 1, 8]
+    assert cells[0, 2].tolist() == [-3, 7, 1, 11]
+    assert clip_cells(cells, (8, 8))[0, 2].tolist() == [0, 7, 1, 8]
     assert valid[0].tolist() == [True, True, True, False]
+
+
+def test_a_frame0_box_sticking_out_is_clipped_then_translated():
+    # frame 0's box sticks 16 px out on the left of a 64 px image; it then moves 24 px right
+    boxes = np.array([[[-16, 8, 16, 24], [8, 8, 40, 24]]], float)
+    cells, valid = boxes_to_grid(boxes, 8, (8, 8))
+    assert cells[0, 0].tolist() == [0, 1, 2, 3]  # only the visible 16 px are a target
+    assert cells[0, 1].tolist() == [3, 1, 5, 3]  # ... and that visible part moves by 24 px
+    assert valid[0].all()
 
 
 def test_paths_may_leave_the_image_after_frame_0():

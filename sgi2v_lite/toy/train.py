@@ -92,9 +92,12 @@ def clip_batch(seeds, motion: str = "linear") -> tuple[torch.Tensor, torch.Tenso
 
 
 def clip_encoder_input(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, H, W) in [-1, 1] -> CLIP-normalised (B, 3, size, size), as `sampler.encode_conditioning`."""
-    x = F.interpolate(images, (size, size), mode="bicubic", antialias=True, align_corners=False)
-    x = ((x + 1) / 2).clamp(0, 1)
+    """(B, 3, H, W) in [-1, 1] -> CLIP-normalised (B, 3, size, size), as `sampler.clip_embedding`
+    preprocesses an image (diffusers' antialiasing resize). The shipped weights were trained with
+    torch's antialiased bicubic resize instead, before the sampler matched diffusers' pipeline."""
+    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
+
+    x = (_resize_with_antialiasing(images, (size, size)) + 1) / 2
     return (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
 
 
