@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import InputError
 from .toy.world import TOY_SIZE
 
+DTYPES = ("float32", "float16", "bfloat16")
 STRIP_MIN_HEIGHT = 192  # --strip enlarges smaller frames (the toy's 64 px) by a whole factor
 
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--strip", help=f"also save the frames side by side as this PNG (frames under "
                      f"{STRIP_MIN_HEIGHT} px enlarged, pixels as blocks)")
     gen.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    gen.add_argument("--dtype", choices=list(DTYPES), help="the models' dtype (default: float16 on CUDA, else float32)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
     tracks = commands.add_parser("tracks", help="tracks file tools")
@@ -125,7 +127,9 @@ def cmd_generate(args) -> int:
         config = config.replace(guidance=False)
     config.validate(size_multiple=1)  # before loading the model; the model's own size rule is checked later
 
-    pipe = load_pipeline(model, device=args.device)
+    import torch
+
+    pipe = load_pipeline(model, device=args.device, dtype=getattr(torch, args.dtype) if args.dtype else None)
     started = time.perf_counter()
     result = generate(pipe, image, tracks, config, progress=not args.quiet)
     frames = draw_tracks(result.frames, result.boxes_px) if args.overlay and tracks else result.frames

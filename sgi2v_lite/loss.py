@@ -70,8 +70,8 @@ def box_loss(
                (and the whole track if its frame-0 box is outside: it has no target).
     Returns a scalar; 0 (still attached to `features`) when no box has a valid frame j >= 1."""
     grid_hw = tuple(features.shape[-2:])
-    weighted_error = features.new_zeros(())
-    weight_sum = 0.0
+    weighted_error = weight_sum = features.new_zeros(())
+    terms = 0  # (box, frame) pairs that contribute
     for track_cells, track_valid in zip(box_cells, valid):
         if not track_valid[0]:
             continue
@@ -83,7 +83,7 @@ def box_loss(
             x0, y0, x1, y1 = (int(v) for v in track_cells[frame])
             height, width = y1 - y0, x1 - x0  # the whole box, on the grid or not
             if target.shape[-2:] != (height, width):  # floor division can change a box's size by a cell
-                whole_target = F.interpolate(target[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+                whole_target = F.interpolate(target[None], (height, width), mode="bilinear", align_corners=False)[0]
             else:
                 whole_target = target
             whole_weights = gaussian_weights(height, width, heatmap_sigma, device=features.device)  # (h, w)
@@ -92,7 +92,8 @@ def box_loss(
             error = ((region - whole_target[:, box_rows, box_cols]) ** 2).mean(dim=0)  # (h', w')
             weights = whole_weights[box_rows, box_cols]  # (h', w')
             weighted_error = weighted_error + (weights * error).sum()
-            weight_sum += float(weights.sum())
-    if weight_sum == 0:
+            weight_sum = weight_sum + weights.sum()
+            terms += 1
+    if terms == 0:
         return features.sum() * 0.0
     return weighted_error / weight_sum

@@ -135,6 +135,21 @@ def build_pipeline(
     )
 
 
+def save_random_svd(folder, dtype: torch.dtype = torch.float16, seed: int = 0) -> dict[str, int]:
+    """SVD's full-size architecture (the published UNet, temporal-decoder VAE and CLIP ViT-H/14
+    configs above) with random weights, saved with `save_pretrained` to `folder` in `dtype` (float16:
+    4.3 GB, like the hub's fp16 variant). `load_pipeline(folder)` then loads it exactly as it loads a
+    saved real checkpoint: the real-SVD code paths run without the gated weights. Building takes
+    about 9 GB of memory and a minute on 2 cores. Returns the parameter count of each component."""
+    pipe = build_pipeline(SVD_UNET_CONFIG, SVD_VAE_CONFIG, SVD_IMAGE_ENCODER_CONFIG, seed=seed)
+    components = ("unet", "vae", "image_encoder")
+    counts = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in components}
+    with _quiet_transformers():
+        pipe.to(dtype=dtype)
+        pipe.save_pretrained(folder)
+    return counts
+
+
 def tiny_random_pipeline(seed: int = 0):
     """The tiny random pipeline of diffusers' SVD tests (get_dummy_components), 2 frames of 64 x 64
     by default: a latent of 32 x 32 (VAE factor 2), one attention up block. Runs in a second on a CPU."""
@@ -235,7 +250,8 @@ def hub_error_message(err: BaseException, source: str) -> str:
     if any(issubclass(k, hub.GatedRepoError) for k in kinds):
         return (
             f"{where}: its weights are gated. Accept the licence at {page} (logged in), then log in here: "
-            "huggingface_hub.notebook_login() on Colab (or a token HF_TOKEN in Colab's secrets), `hf auth login` elsewhere"
+            "huggingface_hub.notebook_login() on Colab (or a token HF_TOKEN in Colab's secrets), "
+            "`hf auth login` elsewhere"
         )
     if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in causes) or "No space left" in str(err):
         return (
@@ -282,9 +298,10 @@ def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None =
             raise InputError(hub_error_message(err, source)) from err
     else:
         raise InputError(f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a folder saved with save_pretrained")
-    if pipe.unet.dtype != dtype:  # the random pipelines are built in float32
-        pipe.to(dtype=dtype)
-    pipe.to(device)
+    with _quiet_transformers():  # diffusers' notes on casting and on float16 on a CPU (slow there, but it runs)
+        if pipe.unet.dtype != dtype:  # the random pipelines are built in float32
+            pipe.to(dtype=dtype)
+        pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -154,6 +154,21 @@ def step_learning_rate(config: SGI2VConfig, sigma: float | None) -> float:
     return config.learning_rate * sigma
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every element is finite. A fake tensor (`torch._subclasses.FakeTensorMode`, as the
+    memory model in benchmarks/gpu_memory.py runs the sampler) holds no values: it counts as finite."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(tensor) or bool(torch.isfinite(tensor).all())
+
+
+def scalar(tensor: torch.Tensor) -> float:
+    """A one-element tensor's value as a float (NaN for a fake tensor, which holds none)."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return float("nan") if is_fake(tensor) else tensor.item()
+
+
 class LossScaler:
     """Dynamic loss scaling for a backward pass through a float16 UNet (Micikevicius et al., "Mixed
     precision training", 2018; the rule of `torch.amp.GradScaler`, as the reference uses it).
@@ -181,10 +196,10 @@ class LossScaler:
         while True:
             variable.grad = None
             loss, extras = closure()
-            if not torch.isfinite(loss):
+            if not all_finite(loss):
                 return loss, extras, False
             (loss * self.scale).backward()
-            if torch.isfinite(variable.grad).all():
+            if all_finite(variable.grad):
                 variable.grad.div_(self.scale)
                 return loss, extras, True
             if self.scale <= 1:
@@ -236,8 +251,8 @@ def optimise_latent(
     latents: (1, F, C, h, w) at noise level `sigma`. A fresh optimiser, `config.iterations`
     iterations, each a forward pass (`guidance_loss`) and a backward pass to the latent. The latent
     and the optimiser stay float32 whatever the UNet's dtype; a float16 UNet's backward is loss-
-    scaled by `scaler` (a fresh `LossScaler` if None; `sample` passes one for the whole run). With `optimise_first_frame` off
-    only frames 1..F-1 are variables. With no box to follow (no track has a valid frame j >= 1)
+    scaled by `scaler` (a fresh `LossScaler` if None; `sample` passes one for the whole run).
+    With `optimise_first_frame` off only frames 1..F-1 are variables. With no box to follow (no track has a valid frame j >= 1)
     the loss is constant and no optimiser step is taken, as in the reference (AdamW's weight decay
     would still shrink the latent).
     Returns (optimised latent, loss per iteration, features of the last iteration)."""
@@ -267,7 +282,7 @@ def optimise_latent(
             loss, features, ok = scaler.backward(closure, variable)
             if followed and ok:
                 optimiser.step()
-            losses.append(loss.item())
+            losses.append(scalar(loss))
     features = {name: f.detach() for name, f in features.items()}
     return torch.cat([fixed, variable.detach()], dim=1).to(latents.dtype), losses, features
 
@@ -278,12 +293,13 @@ def latent_gradient(unet, scheduler, latents, timestep, cond: Conditioning, box_
     initial scale, e.g. 1.0 to see what float16 loses without scaling). Returns (loss, gradient)."""
     variable = latents.detach().float().clone().requires_grad_(True)
     scaler = LossScaler(compute_dtype(unet)) if loss_scale is None else LossScaler(torch.float16, loss_scale)
-    with record_features(
-        unet, config.feature_layers, latents.shape[1], tuple(latents.shape[-2:]), config.feature_kind, config.truncate_forward
-    ) as recorder:
-        loss, _, ok = scaler.backward(
-            lambda: guidance_loss(unet, recorder, scheduler, variable, timestep, cond, box_cells, valid, config), variable
-        )
+    layers, frames, latent_hw = config.feature_layers, latents.shape[1], tuple(latents.shape[-2:])
+    with record_features(unet, layers, frames, latent_hw, config.feature_kind, config.truncate_forward) as recorder:
+
+        def closure():
+            return guidance_loss(unet, recorder, scheduler, variable, timestep, cond, box_cells, valid, config)
+
+        loss, _, ok = scaler.backward(closure, variable)
     gradient = variable.grad if ok else torch.zeros_like(variable)
     return loss.detach(), gradient
 
@@ -311,6 +327,22 @@ def guidance_scales(config: SGI2VConfig, device, dtype) -> torch.Tensor:
     return scales.view(1, -1, 1, 1, 1).to(device, dtype)
 
 
+@torch.no_grad()
+def denoise_step(unet, scheduler, latents: torch.Tensor, timestep, cond: Conditioning, scales: torch.Tensor):
+    """One step of SVD's sampler (spec step 5, as diffusers' pipeline does it): the UNet on the
+    [unconditional, conditional] batch, per-frame CFG with `scales` (1, F, 1, 1, 1), the Euler step.
+    latents: (1, F, C, h, w) float32. Returns (the scheduler's output: `prev_sample`, the latent of
+    the next step, and `pred_original_sample`, the model's x0 estimate; the guided noise prediction)."""
+    model_input = unet_input(scheduler, latents, timestep, cond, unet.dtype)  # (B, F, 2C, h, w)
+    noise_pred = unet(
+        model_input, timestep, encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids
+    ).sample
+    if cond.image_latents.shape[0] == 2:  # CFG: unconditional + scale x (conditional - unconditional)
+        uncond, conditional = noise_pred.chunk(2)
+        noise_pred = uncond + scales * (conditional - uncond)
+    return scheduler.step(noise_pred.to(latents.dtype), timestep, latents), noise_pred
+
+
 def sample(
     unet,
     scheduler,
@@ -329,10 +361,10 @@ def sample(
     callback(info) gets, per step: "step", "timestep", "sigma", "latents" (z_t entering the step),
     "optimised" (bool), and for optimised steps "latents_optimised" (before the frequency mix),
     "latents_mixed", "losses" (per iteration), "features" (aligned/naive features of the last
-    iteration, layer -> (F, C, h, w)), "loss_scale" (1 unless the UNet is float16); after the UNet "noise_pred", "denoised" (the model's estimate
+    iteration, layer -> (F, C, h, w)), "loss_scale" (1 unless the UNet is float16); after the UNet
+    "noise_pred", "denoised" (the model's estimate
     of the clean latent at this step, x0) and "latents_next"; and with
     `record_step_features`, "step_features" recorded during the CFG pass (conditional half)."""
-    do_cfg = cond.image_latents.shape[0] == 2
     scales = guidance_scales(config, latents.device, latents.dtype)
     optimised_steps = set(config.optimised_steps) if config.guidance and box_cells is not None else set()
     latent_hw = tuple(latents.shape[-2:])
@@ -355,22 +387,14 @@ def sample(
             info["loss_scale"] = scaler.scale
             latents = mixed
 
-        with torch.no_grad():
-            model_input = unet_input(scheduler, latents, timestep, cond, unet.dtype)
-            unet_kwargs = dict(encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids)
-            if record_step_features:
-                with record_features(
-                    unet, config.feature_layers, latents.shape[1], latent_hw, kind=config.feature_kind
-                ) as recorder:
-                    noise_pred = unet(model_input, timestep, **unet_kwargs).sample
-                info["step_features"] = dict(recorder.features)
-            else:
-                noise_pred = unet(model_input, timestep, **unet_kwargs).sample
-            if do_cfg:
-                uncond, conditional = noise_pred.chunk(2)
-                noise_pred = uncond + scales * (conditional - uncond)
-            step_output = scheduler.step(noise_pred.to(latents.dtype), timestep, latents)
-            latents = step_output.prev_sample
+        if record_step_features:
+            layers, kind = config.feature_layers, config.feature_kind
+            with record_features(unet, layers, latents.shape[1], latent_hw, kind=kind) as rec:
+                step_output, noise_pred = denoise_step(unet, scheduler, latents, timestep, cond, scales)
+            info["step_features"] = dict(rec.features)
+        else:
+            step_output, noise_pred = denoise_step(unet, scheduler, latents, timestep, cond, scales)
+        latents = step_output.prev_sample
         info.update(noise_pred=noise_pred, denoised=step_output.pred_original_sample, latents_next=latents)
         if callback is not None:
             callback(info)
@@ -378,11 +402,17 @@ def sample(
 
 
 @torch.no_grad()
-def decode(pipe, latents: torch.Tensor, chunk_size: int) -> np.ndarray:
-    """Step 6: (1, F, C, h, w) latent -> (F, H, W, 3) uint8 frames, `chunk_size` frames at a time."""
+def decode_to_tensor(pipe, latents: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Step 6 on the model's device: (1, F, C, h, w) latent -> (F, H, W, 3) uint8 frames, decoded
+    `chunk_size` frames at a time by diffusers' `decode_latents`."""
     frames = pipe.decode_latents(latents.to(pipe.vae.dtype), latents.shape[1], chunk_size)  # (1, 3, F, H, W)
     frames = ((frames[0].permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255)  # (F, H, W, 3)
-    return frames.to(torch.uint8).cpu().numpy()
+    return frames.to(torch.uint8)
+
+
+def decode(pipe, latents: torch.Tensor, chunk_size: int) -> np.ndarray:
+    """Step 6: (1, F, C, h, w) latent -> (F, H, W, 3) uint8 frames as a NumPy array."""
+    return decode_to_tensor(pipe, latents, chunk_size).cpu().numpy()
 
 
 @dataclass
