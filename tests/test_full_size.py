@@ -37,9 +37,9 @@ def test_full_size_svd_generates_a_guided_video_from_a_saved_folder(tmp_path, ca
     folder, out = tmp_path / "svd", tmp_path / "video.npz"
     built = subprocess.run([sys.executable, "-c", BUILD, str(folder)], capture_output=True, text=True, check=True)
     counts = eval(built.stdout.strip().splitlines()[-1])  # {'unet': ..., 'vae': ..., 'image_encoder': ...}
-    # SVD's published sizes: a 1.52 B-parameter UNet, a 98 M VAE, the 633 M ViT-H/14 image encoder
+    # SVD's published sizes: a 1.52 B-parameter UNet, a 98 M VAE, the 632 M ViT-H/14 image encoder
     assert counts["unet"] == 1_524_623_082 and round(counts["vae"] / 1e6) == 98
-    assert round(counts["image_encoder"] / 1e6) == 633
+    assert round(counts["image_encoder"] / 1e6) == 632
     assert json.loads((folder / "unet" / "config.json").read_text())["num_frames"] == 14
 
     tracks = tmp_path / "tracks.json"
