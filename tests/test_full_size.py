@@ -45,8 +45,8 @@ def test_full_size_svd_generates_a_guided_video_from_a_saved_folder(tmp_path, ca
     tracks = tmp_path / "tracks.json"
     tracks.write_text(json.dumps({"image_size": [64, 64], "tracks": [
         {"box": [8, 8, 32, 32], "path": [[20, 20], [44, 30]]}, {"box": [40, 40, 60, 60], "path": [[50, 50]]}]}))  # fmt: skip
-    image = ROOT / "data/examples/shapes.png"
-    assert load_image(image).size == (64, 64)
+    image = ROOT / "data/examples/shapes.png"  # 256 x 256: resized to 64 x 64, the tracks rescaled with it
+    assert load_image(image).size == (256, 256)
     cli = [sys.executable, "-m", "sgi2v_lite", "generate", "--model", str(folder), "--image", str(image),
            "--tracks", str(tracks), "--out", str(out), "--height", "64", "--width", "64", "--frames", "4",
            "--steps", "3", "--set", "optimised_steps=[1]", "--set", "iterations=1", "--quiet", "--dtype", "float32"]  # fmt: skip
