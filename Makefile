@@ -27,10 +27,10 @@ demo: setup
 		--tracks data/examples/shapes.json --out out/demo.mp4 --overlay --strip out/demo.png
 
 test: setup
-	$(PY) -m pytest -q -m "not browser and not memory_model" --durations=12
+	$(PY) -m pytest -q -m "not browser" --durations=12
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not browser and not memory_model"
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 # The drawing widget in JupyterLab + Chromium (Playwright; needs /usr/bin/chromium, fails without it).
 test-browser: setup

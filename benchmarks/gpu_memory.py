@@ -14,7 +14,7 @@ allocated (weights, activations, gradients, temporaries, optimiser state) and ke
 same tracker on real tensors gives the same peak (tests/test_gpu_memory.py).
 
 What it does not see: the CUDA context, cuBLAS / cuDNN workspaces, and the caching allocator's
-rounding and fragmentation. The verdicts add a stated margin for them (MARGIN_GB, MARGIN_SHARE),
+rounding and fragmentation. The verdicts add a stated margin for them (memory.MARGIN_GB, MARGIN_SHARE),
 an assumption until a GPU measures it (`torch.cuda.max_memory_allocated` on the same phases).
 
 Prints the tables of benchmarks/MEMORY.md.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import sys
 import time
 from dataclasses import dataclass
@@ -35,18 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sgi2v_lite.config import SGI2VConfig, get_preset  # noqa: E402
+from sgi2v_lite.memory import GB, MARGIN_GB, MARGIN_SHARE, T4_GB, needed_gb  # noqa: E402
 from sgi2v_lite.models import SVD_IMAGE_ENCODER_CONFIG, SVD_UNET_CONFIG, SVD_VAE_CONFIG, svd_scheduler  # noqa: E402
 
-GB = 2**30
-T4_GB = 15.0  # a Colab T4: 15,360 MiB as nvidia-smi reports it, the issue's "15 GB usable"
-MARGIN_GB = 0.5  # assumed: CUDA context (~300 MiB on a T4 with CUDA 12) and cuBLAS / cuDNN workspaces
-MARGIN_SHARE = 0.10  # assumed: the caching allocator's rounding (512 B blocks, 2 MiB segments) and fragmentation
 MODEL_FRAMES = {"svd": 14, "svd-xt": 25}
-
-
-def needed_gb(peak_bytes: int) -> float:
-    """What a GPU must have free for a modelled peak: the peak plus the margin."""
-    return peak_bytes / GB * (1 + MARGIN_SHARE) + MARGIN_GB
 
 
 # ------------------------------------------------------------------------- the tracker
@@ -73,11 +66,21 @@ def tracker():
 
 def peak(resident, run):
     """Peak bytes while `run()` executes, counting the `resident` modules and tensors (what lives on
-    the GPU across phases) and everything `run` allocates. Returns (peak bytes, run's result)."""
+    the GPU across phases) and everything `run` allocates. Returns (peak bytes, run's result).
+
+    Python's cycle collector is off while `run` executes: checkpointing's bookkeeping frees some
+    tensors only through reference cycles, and the collector's timing (which depends on every
+    object the process allocated before) would otherwise move the peak by up to 4 % between two
+    identical runs. Off, the count is deterministic and is the upper bound: cycles freed last."""
     mem = tracker()
     mem.track_external(*resident)
-    with mem:
-        result = run()
+    gc.collect()
+    gc.disable()
+    try:
+        with mem:
+            result = run()
+    finally:
+        gc.enable()
     (snapshot,) = mem.get_tracker_snapshot("peak").values()
     return snapshot["Total"], result
 
@@ -127,7 +130,10 @@ def demo_boxes(config: SGI2VConfig, latent_hw):
 # ---------------------------------------------------------------------------- phases
 @dataclass
 class Levers:
-    checkpointing: bool = False  # gradient checkpointing in the optimisation's backward
+    # gradient checkpointing in the optimisation's backward: None, "diffusers" (its own
+    # enable_gradient_checkpointing: ResNets and spatial blocks) or "blocks" (memory.gradient_checkpointing:
+    # whole spatio-temporal transformers too, what the config's gradient_checkpointing does)
+    checkpointing: str | None = None
     offload: bool = False  # VAE and image encoder off the GPU while the UNet runs (the reference does this)
     ff_chunking: bool = False  # the transformer blocks' feed-forward layers one frame at a time
     decode_chunk: int | None = None  # frames decoded at once (None: the config's)
@@ -150,10 +156,6 @@ def phases(svd: FakeSVD, config: SGI2VConfig, levers: Levers) -> dict[str, int]:
     # Euler's step compares sigma with its s_tmin / s_tmax: on a fake tensor that comparison has no
     # answer. As plain floats the schedule's arithmetic is the same and allocates nothing either way.
     scheduler.sigmas = scheduler.sigmas.tolist()
-    if levers.checkpointing:
-        unet.enable_gradient_checkpointing()
-    else:
-        unet.disable_gradient_checkpointing()
     for module in unet.modules():  # diffusers' enable_forward_chunking(1, 0), and its undoing
         if hasattr(module, "set_chunk_feed_forward"):
             module.set_chunk_feed_forward(chunk_size=1 if levers.ff_chunking else None, dim=0)
@@ -180,11 +182,14 @@ def phases(svd: FakeSVD, config: SGI2VConfig, levers: Levers) -> dict[str, int]:
         results["denoising step (CFG, batch 2)"], _ = peak(
             state, lambda: denoise_step(unet, scheduler, latents, timestep, cond, scales)
         )
-        one = config.replace(iterations=1, gradient_checkpointing=levers.checkpointing)
+        one = config.replace(iterations=1, gradient_checkpointing=levers.checkpointing == "blocks")
+        if levers.checkpointing == "diffusers":
+            unet.enable_gradient_checkpointing()
         with torch.enable_grad():
             results["optimisation iteration (fwd + bwd + AdamW)"], (optimised, _, _) = peak(
                 state, lambda: optimise_latent(unet, scheduler, latents, timestep, cond, box_cells, valid, one, sigma)
             )
+        unet.disable_gradient_checkpointing()
         results["frequency mix"], mixed = peak(
             [*state, optimised], lambda: mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order)
         )
@@ -202,16 +207,20 @@ VERBOSE = False
 # ---------------------------------------------------------------------------- tables
 LEVER_ROWS = {
     "none": Levers(),
-    "gradient checkpointing": Levers(checkpointing=True),
-    "+ offload VAE and CLIP": Levers(checkpointing=True, offload=True),
-    "+ feed-forward chunking": Levers(checkpointing=True, offload=True, ff_chunking=True),
-    "+ decode 2 frames at a time": Levers(checkpointing=True, offload=True, ff_chunking=True, decode_chunk=2),
+    "diffusers' checkpointing": Levers(checkpointing="diffusers"),
+    "whole-block checkpointing": Levers(checkpointing="blocks"),
+    "+ offload VAE and CLIP": Levers(checkpointing="blocks", offload=True),
+    "+ feed-forward chunking": Levers(checkpointing="blocks", offload=True, ff_chunking=True),
+    "+ decode 2 frames at a time": Levers(checkpointing="blocks", offload=True, ff_chunking=True, decode_chunk=2),
 }
 
 
 def verdict(total: int) -> str:
-    need = needed_gb(total)
-    return f"fits ({need:.1f} GB needed)" if need <= T4_GB else f"does not fit ({need:.1f} GB needed, {need - T4_GB:.1f} over)"
+    need = needed_gb(total / GB)
+    digits = 2 if abs(need - T4_GB) < 0.1 else 1  # a hair over or under: say by how much
+    if need <= T4_GB:
+        return f"fits ({need:.{digits}f} GB needed)"
+    return f"does not fit ({need:.{digits}f} GB needed, {need - T4_GB:.{digits}f} over)"
 
 
 def main() -> None:

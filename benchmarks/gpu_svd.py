@@ -60,7 +60,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count  # noqa: E402
 
@@ -68,6 +67,7 @@ from sgi2v_lite.attention import record_features, run_to_features  # noqa: E402
 from sgi2v_lite.config import SGI2VConfig, get_preset, scaled_steps  # noqa: E402
 from sgi2v_lite.frequency import mix_frequencies  # noqa: E402
 from sgi2v_lite.loss import feature_map  # noqa: E402
+from sgi2v_lite.memory import gradient_checkpointing  # noqa: E402
 from sgi2v_lite.models import (  # noqa: E402
     SVD_IMAGE_ENCODER_CONFIG,
     SVD_UNET_CONFIG,
@@ -452,9 +452,9 @@ def measured_flops(pipe, config: SGI2VConfig, image, tracks, device, checkpointi
     counts = {"encode": counter.get_total_flops()}
     counts["cfg_forward"] = cfg_forward_flops(unet, scheduler, latents, timestep, cond)
     for checkpointing in checkpointing_modes:
-        set_checkpointing(unet, checkpointing)
+        one = config.replace(iterations=1, gradient_checkpointing=checkpointing)  # memory.gradient_checkpointing
         with flop_counter() as counter, torch.enable_grad():
-            optimise_latent(unet, scheduler, latents, timestep, cond, box_cells, valid, config.replace(iterations=1),
+            optimise_latent(unet, scheduler, latents, timestep, cond, box_cells, valid, one,
                             sigma=float(scheduler.sigmas[min(config.optimised_steps)]))
         counts[f"optimisation_pass_ckpt_{'on' if checkpointing else 'off'}"] = counter.get_total_flops()
     with flop_counter() as counter:
@@ -489,9 +489,8 @@ def meta_flops(meta_pipe, config: SGI2VConfig) -> dict:
     counts = {"cfg_forward": cfg_forward_flops(unet, scheduler, latents, timestep, cond(2))}
     conditional = cond(1)
     for checkpointing in (False, True):
-        set_checkpointing(unet, checkpointing)
         variable = latents.clone().requires_grad_(True)
-        with flop_counter() as counter, torch.enable_grad():
+        with flop_counter() as counter, torch.enable_grad(), gradient_checkpointing(unet, checkpointing):
             with record_features(unet, config.feature_layers, frames, latent_hw, stop_early=True) as recorder:
                 features = run_to_features(
                     unet,
@@ -504,7 +503,6 @@ def meta_flops(meta_pipe, config: SGI2VConfig) -> dict:
                 loss = feature_map(features, latent_hw).square().mean()
                 loss.backward()
         counts[f"optimisation_pass_ckpt_{'on' if checkpointing else 'off'}"] = counter.get_total_flops()
-    set_checkpointing(unet, False)
     with flop_counter() as counter, torch.no_grad():
         clip_size = meta_pipe.image_encoder.config.image_size
         meta_pipe.image_encoder(torch.zeros(1, 3, clip_size, clip_size, device=device, dtype=half))
@@ -567,9 +565,9 @@ def equality_check(pipe, config, image, tracks, device, ours_dtype, ref_autocast
     the same values, so the two ways differ only in arithmetic."""
     unet = pipe.unet
     cond, scheduler, timestep, latents, box_cells, valid = first_optimised_step(pipe, config, image, tracks, device)
-    one = config.replace(iterations=1)
+    one = config.replace(iterations=1, gradient_checkpointing=False)
 
-    def one_pass(dtype):
+    def one_pass(dtype, one=one):
         # the conditioning in the UNet's storage dtype, as encode_conditioning makes it
         cast = Conditioning(*(t.to(dtype) for t in (cond.image_embeddings, cond.image_latents, cond.added_time_ids)))
         with torch.enable_grad():
@@ -580,14 +578,14 @@ def equality_check(pipe, config, image, tracks, device, ours_dtype, ref_autocast
         return losses[0], features, optimised - latents
 
     storage = unet.dtype
-    set_checkpointing(unet, True)
+    set_checkpointing(unet, True)  # the reference way: diffusers' own checkpointing
     with reference_optimisation(unet, ref_autocast_dtype, device.type):
         reference = one_pass(storage)
+    set_checkpointing(unet, False)
     unet.to(ours_dtype)
     results = {}
-    for checkpointing in modes:
-        set_checkpointing(unet, checkpointing)
-        loss, features, step_taken = one_pass(ours_dtype)
+    for checkpointing in modes:  # our way: memory.gradient_checkpointing, through the config
+        loss, features, step_taken = one_pass(ours_dtype, one.replace(gradient_checkpointing=checkpointing))
         results[f"ckpt {'on' if checkpointing else 'off'}"] = dict(
             loss_ours=loss,
             loss_reference=reference[0],
@@ -598,7 +596,6 @@ def equality_check(pipe, config, image, tracks, device, ours_dtype, ref_autocast
             step_sign_agreement=float((torch.sign(step_taken) == torch.sign(reference[2])).float().mean()),
         )
     unet.to(storage)
-    set_checkpointing(unet, False)
     return results
 
 

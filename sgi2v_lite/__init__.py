@@ -8,6 +8,7 @@ One module per idea:
     frequency  the Butterworth low-pass and the frequency mix                       (Sec. 3.4)
     sampler    the guided Euler sampling loop with a callback                       (Sec. 3.3-3.4)
     config     every knob, and the presets `reference`, `lite`, `toy`
+    memory     gradient checkpointing and offloading; which preset fits a GPU (modelled peaks)
     models     load_pipeline: svd, svd-xt, a local folder, toy, tiny-random; load_model for notebooks
     probe      features of a video, PCA pictures, correspondence by nearest neighbours  (Sec. 3.2)
     exercises  checks for the notebooks' exercises

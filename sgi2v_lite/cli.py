@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", required=True, help="first frame (PNG, JPEG, ...; RGBA and greyscale work)")
     gen.add_argument("--tracks", help="tracks JSON (or a reference traj.npy); omit for plain SVD")
     gen.add_argument("--out", required=True, help="output video: .mp4, .gif or .npz (raw frames under 'frames')")
-    gen.add_argument("--preset", choices=list(PRESETS), help="settings preset (default: toy for toy models, else reference)")
+    gen.add_argument("--preset", choices=list(PRESETS), help="settings preset (default: toy for toy models; for SVD the largest that the GPU memory model fits on this GPU)")
     gen.add_argument("--seed", type=int, help="random seed (default: the preset's, 817)")
     gen.add_argument("--steps", type=_positive_int, help="denoising steps (optimised steps are rescaled to match)")
     gen.add_argument("--frames", type=_positive_int, help="number of frames (default: the model's)")
@@ -101,8 +101,8 @@ def _read_tracks(path: str, image_size=None):
 
 
 def cmd_generate(args) -> int:
-    from .config import get_preset, scaled_steps
-    from .models import auto_model_name, load_pipeline
+    from .config import scaled_steps
+    from .models import auto_model_name, default_config, load_pipeline
     from .sampler import generate
     from .video import check_video_path, load_image, write_video
     from .viz import draw_tracks, frame_strip, save_png
@@ -111,8 +111,7 @@ def cmd_generate(args) -> int:
     image = load_image(args.image)
     tracks = _read_tracks(args.tracks, image.size) if args.tracks else None
     model = auto_model_name() if args.model == "auto" else args.model
-    preset = args.preset or ("toy" if model in ("toy", "tiny-random") else "reference")
-    config = get_preset(preset)
+    config = default_config(model, args.device, args.preset)  # with the memory levers this GPU needs
     if args.seed is not None:
         config = config.replace(seed=args.seed)
     if args.steps is not None:

@@ -1,7 +1,9 @@
 """Every knob of SG-I2V in one place, and the named presets.
 
-`reference` holds the paper's published defaults (spec "Defaults of the reference setting");
-`lite` is meant for a 16 GB GPU (Colab T4); `toy` fits the project's small CPU model.
+`reference` holds the paper's published defaults (spec "Defaults of the reference setting"); with
+gradient checkpointing and offloading it fits a 15 GB Colab T4 (benchmarks/MEMORY.md). `lite` is
+faster (smaller frames, half the steps); `toy` fits the project's small CPU model. Which preset and
+memory levers a model gets on a GPU by default: `models.default_config`.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class SGI2VConfig:
     lowpass_order: int = 4  # Butterworth n
     # --- speed and memory -----------------------------------------------------------
     truncate_forward: bool = True  # stop the optimisation forward after the last hooked block
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # recompute the UNet's blocks in the backward (memory.gradient_checkpointing)
+    offload: bool = False  # VAE and image encoder in system RAM while the UNet runs, the UNet while decoding
 
     def replace(self, **changes) -> "SGI2VConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -136,8 +139,8 @@ def scaled_steps(first: int, last: int, reference_steps: int, num_steps: int) ->
 
 PRESETS: dict[str, SGI2VConfig] = {
     "reference": SGI2VConfig(),
-    # A 16 GB GPU: smaller frames (the aligned attention and its backward grow with the square of
-    # the token count), half the denoising steps, the same fraction of them optimised.
+    # Faster: smaller frames (the aligned attention and its backward grow with the square of the
+    # token count), half the denoising steps, the same fraction of them optimised.
     "lite": SGI2VConfig(
         height=448,
         width=768,

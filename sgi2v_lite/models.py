@@ -215,15 +215,39 @@ def auto_model_name() -> str:
     return os.environ.get("SGI2V_MODEL") or ("svd" if torch.cuda.is_available() else "toy")
 
 
-def preset_name_for(pipe) -> str:
-    """The settings preset that fits a loaded pipeline: `toy` for the small models (a latent of at
-    most 32 x 32), `reference` for SVD on a GPU with 40 GB or more, `lite` (16 GB, e.g. a T4) below."""
-    if pipe.unet.config.sample_size <= 32:
-        return "toy"
-    device = pipe.unet.device
-    if device.type == "cuda" and torch.cuda.get_device_properties(device).total_memory >= 40 * 2**30:
-        return "reference"
-    return "lite"
+def default_config(model, device=None, preset: str | None = None):
+    """The settings a model gets when none are asked for: the one place "auto" settings are chosen,
+    for the CLI, the drawing widget and `load_model`. `model`: a name ("svd", "toy", ...), a folder
+    saved with save_pretrained, or a loaded pipeline. The toy models get the `toy` preset; SVD and
+    SVD-XT the largest setting whose *modelled* peak GPU memory (benchmarks/MEMORY.md), plus a
+    margin, fits the GPU's usable memory (`memory.choose_settings`); warns when even the smallest
+    does not fit. `preset`: that preset, with the memory levers (gradient checkpointing, offloading)
+    it needs on this GPU. Returns an `SGI2VConfig` (sizes and layers still the preset's: `resolve_config`)."""
+    import json
+
+    from .config import get_preset
+    from .memory import MODELLED_PEAK_GB, choose_settings, model_key, needed_gb, usable_gpu_gb
+
+    if hasattr(model, "unet"):  # a loaded pipeline
+        key, device = model_key(model.unet.config), device or model.unet.device
+    elif str(model) in ("toy", "tiny-random"):
+        key = "toy"
+    elif str(model) in HUB_MODELS:
+        key = str(model)
+    elif (Path(model) / "unet" / "config.json").is_file():
+        key = model_key(json.loads((Path(model) / "unet" / "config.json").read_text()))
+    else:
+        key = "svd"
+    memory_gb = usable_gpu_gb(device) if key != "toy" else None
+    preset, changes = choose_settings(key, memory_gb, preset)
+    peak_gb = MODELLED_PEAK_GB.get(key, {}).get((preset, changes.get("gradient_checkpointing"), changes.get("offload")))
+    if memory_gb is not None and peak_gb is not None and needed_gb(peak_gb) > memory_gb:
+        warnings.warn(
+            f"{key}: even preset {preset!r} is modelled to need {needed_gb(peak_gb):.1f} GB of GPU memory and "
+            f"{memory_gb:.1f} GB are usable here: expect an out-of-memory error, or lower height, width or num_frames",
+            stacklevel=2,
+        )
+    return get_preset(preset).replace(**changes)
 
 
 def _causes(err: BaseException):
@@ -306,11 +330,11 @@ def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None =
     return pipe
 
 
-def load_model(name_or_path: str = "auto", device=None, dtype=None):
-    """The notebooks' one line: (pipeline, config), the config being the preset that fits the model
-    (`preset_name_for`) with its sizes, frame count and feature layers filled in."""
-    from .config import get_preset
+def load_model(name_or_path: str = "auto", device=None, dtype=None, preset: str | None = None):
+    """The notebooks' one line: (pipeline, config), the config being the settings that fit the model
+    and its GPU (`default_config`; `preset` to pick one, with the memory levers it needs there)
+    with its sizes, frame count and feature layers filled in."""
     from .sampler import resolve_config
 
     pipe = load_pipeline(name_or_path, device=device, dtype=dtype)
-    return pipe, resolve_config(pipe, get_preset(preset_name_for(pipe)))
+    return pipe, resolve_config(pipe, default_config(pipe, preset=preset))

@@ -9,6 +9,8 @@ and follow an object from frame 0 by nearest-neighbour matching.
 
     video_features(pipe, frames, step)         features of a known video (e.g. a toy-world clip)
     denoising_features(pipe, image, config)    features at every denoising step of a generation
+    feature_bytes(unet, layers, frames, hw)    the system RAM one step of those features takes
+    steps_within(ram_gb, step_bytes, steps)    which steps' features fit in system RAM
     pca_rgb(features)                          (F, C, h, w) -> (F, h, w, 3) colours, one basis
     match_object(features, box_cells)          the object's centre in every frame, by matching
     step_features(pipe, run, latents, step)    the aligned features of one latent, as the loss sees them
@@ -66,6 +68,38 @@ def video_features(
             )  # fmt: skip
         result[kind] = {name: f.float().cpu() for name, f in features.items()}
     return result
+
+
+def feature_bytes(unet, layers, num_frames: int, latent_hw: tuple[int, int], bytes_per_value: int = 2) -> int:
+    """System RAM that one denoising step's features of `layers` take as `denoising_features` keeps
+    them (float16 on the CPU), per kind: sum over layers of F x C x h x w values. A layer's grid is
+    the latent's, halved (rounding up) once per downsampling before its block; C is its width."""
+    modules = dict(unet.named_modules())
+    depth = len(unet.down_blocks) - 1  # the downsamplings (SVD: 72 x 128 -> 9 x 16 over 3)
+    total = 0
+    for name in layers:
+        block, index = name.split(".")[:2]
+        if block == "mid_block":
+            halvings = depth
+        else:
+            halvings = int(index) if block == "down_blocks" else depth - int(index)
+        h, w = latent_hw
+        for _ in range(halvings):
+            h, w = -(-h // 2), -(-w // 2)
+        total += num_frames * modules[name].to_q.out_features * h * w * bytes_per_value
+    return total
+
+
+def steps_within(ram_gb: float, step_bytes: int, num_steps: int, every: int = 1) -> list[int]:
+    """Denoising steps to keep features of: every `every`-th of `num_steps`, or, when those would
+    take more than `ram_gb` of system RAM at `step_bytes` each, as many as fit, spread evenly from
+    the first step to the last kept one (Colab's free T4 has 12.7 GB of RAM in all)."""
+    steps = list(range(0, num_steps, every))
+    fit = max(1, int(ram_gb * 2**30 // step_bytes))
+    if len(steps) <= fit:
+        return steps
+    picks = np.linspace(0, len(steps) - 1, fit).round().astype(int)
+    return [steps[i] for i in sorted(set(picks))]
 
 
 def denoising_features(

@@ -20,7 +20,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .attention import record_features, run_to_features
@@ -28,6 +27,7 @@ from .config import SGI2VConfig
 from .errors import InputError
 from .frequency import mix_frequencies
 from .loss import box_loss, feature_map, has_targets
+from .memory import gradient_checkpointing, offloaded
 from .models import default_feature_layers
 from .tracks import Tracks, boxes_to_grid
 
@@ -263,7 +263,7 @@ def optimise_latent(
     scaler = scaler or LossScaler(compute_dtype(unet))
     followed = has_targets(valid)
     losses, features = [], {}
-    with record_features(
+    with gradient_checkpointing(unet, config.gradient_checkpointing), record_features(
         unet,
         config.feature_layers,
         num_frames=latents.shape[1],
@@ -294,7 +294,9 @@ def latent_gradient(unet, scheduler, latents, timestep, cond: Conditioning, box_
     variable = latents.detach().float().clone().requires_grad_(True)
     scaler = LossScaler(compute_dtype(unet)) if loss_scale is None else LossScaler(torch.float16, loss_scale)
     layers, frames, latent_hw = config.feature_layers, latents.shape[1], tuple(latents.shape[-2:])
-    with record_features(unet, layers, frames, latent_hw, config.feature_kind, config.truncate_forward) as recorder:
+    with gradient_checkpointing(unet, config.gradient_checkpointing), record_features(
+        unet, layers, frames, latent_hw, config.feature_kind, config.truncate_forward
+    ) as recorder:
 
         def closure():
             return guidance_loss(unet, recorder, scheduler, variable, timestep, cond, box_cells, valid, config)
@@ -495,28 +497,26 @@ def generate(
 ) -> GenerationResult:
     """Image (PIL) + tracks -> video. `tracks=None` or `config.guidance=False`: plain SVD."""
     pipe.unet.requires_grad_(False)  # gradients go to the latent only
-    if config.gradient_checkpointing:
-        pipe.unet.enable_gradient_checkpointing()
-    else:
-        pipe.unet.disable_gradient_checkpointing()
 
     # 1-4. sizes, conditioning, boxes on the latent grid, initial noise
     run = prepare(pipe, image, tracks, config)
 
-    # 5. denoising, with SG-I2V's optimisation at the chosen steps
-    latents = sample(
-        pipe.unet,
-        run.scheduler,
-        run.latents,
-        run.cond,
-        run.config,
-        run.box_cells,
-        run.valid,
-        callback=callback,
-        record_step_features=record_step_features,
-        progress=progress,
-    )
+    # 5. denoising, with SG-I2V's optimisation at the chosen steps (with `offload`, only the UNet on the GPU)
+    with offloaded([pipe.vae, pipe.image_encoder], enabled=config.offload):
+        latents = sample(
+            pipe.unet,
+            run.scheduler,
+            run.latents,
+            run.cond,
+            run.config,
+            run.box_cells,
+            run.valid,
+            callback=callback,
+            record_step_features=record_step_features,
+            progress=progress,
+        )
 
-    # 6. decode
-    frames = decode(pipe, latents, run.config.decode_chunk_size)
+    # 6. decode (with `offload`, the UNet waits in system RAM)
+    with offloaded([pipe.unet], enabled=config.offload):
+        frames = decode(pipe, latents, run.config.decode_chunk_size)
     return GenerationResult(frames=frames, boxes_px=run.boxes_px, latents=latents, config=run.config)

@@ -42,9 +42,9 @@ import ipywidgets as widgets
 import numpy as np
 from ipycanvas import MultiCanvas, hold_canvas
 
-from .config import SGI2VConfig, get_preset
+from .config import SGI2VConfig
 from .errors import InputError
-from .models import auto_model_name
+from .models import auto_model_name, default_config
 from .tracks import Track, Tracks, load_reference_traj, load_tracks, parse_tracks, resample_path
 from .viz import track_colour
 
@@ -320,7 +320,7 @@ class TrackEditor(widgets.VBox):
     image:          a path, a PIL image or an (H, W, 3) uint8 array; shown scaled to fit `display_size`
     num_frames:     F, the frames of the video (default: `config.num_frames`, else the model's own)
     model:          what Generate loads with `load_pipeline` ("auto", "toy", "svd", a folder, ...), once
-    config:         the `SGI2VConfig` for Generate (default: preset "lite" for svd/svd-xt, else "toy")
+    config:         the `SGI2VConfig` for Generate (default: `models.default_config`, the model's and GPU's)
     pipe:           an already loaded pipeline, used instead of loading `model`
     autosave_path:  JSON file written on every change and read back at start if it was drawn on an
                     image of this size; None turns autosave off
@@ -341,7 +341,7 @@ class TrackEditor(widgets.VBox):
         super().__init__()
         self.image = self._as_pil(image)
         self.model = model = auto_model_name() if model == "auto" else model
-        self.config = config or get_preset("lite" if model in ("svd", "svd-xt") else "toy")
+        self.config = config or default_config(pipe if hasattr(pipe, "unet") else model, device)
         self.pipe = pipe
         self.device = device
         self.result = None  # the last `GenerationResult`

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from sgi2v_lite.config import get_preset
 from sgi2v_lite.errors import InputError
 from sgi2v_lite.models import default_feature_layers, load_pipeline
 
@@ -54,7 +55,7 @@ def test_missing_toy_weights_are_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_auto_is_toy_on_a_cpu_and_can_be_overridden(monkeypatch, tiny_pipe):
-    from sgi2v_lite.models import auto_model_name, preset_name_for
+    from sgi2v_lite.models import auto_model_name, default_config
 
     monkeypatch.delenv("SGI2V_MODEL", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -63,7 +64,7 @@ def test_auto_is_toy_on_a_cpu_and_can_be_overridden(monkeypatch, tiny_pipe):
     assert auto_model_name() == "svd"
     monkeypatch.setenv("SGI2V_MODEL", "tiny-random")
     assert auto_model_name() == "tiny-random"
-    assert preset_name_for(tiny_pipe) == "toy"
+    assert default_config(tiny_pipe) == get_preset("toy")
 
 
 def test_load_model_gives_the_pipeline_and_its_resolved_preset(monkeypatch):

@@ -109,3 +109,39 @@ def test_feature_explorer_builds_and_redraws(tiny_pipe, tiny_image, tiny_config)
     layer.value = layer.options[0]  # a change redraws without error
     step.value = 3
     assert output is not None
+
+
+def test_feature_bytes_is_what_denoising_features_keeps(tiny_pipe, tiny_image, tiny_config):
+    from sgi2v_lite.attention import spatial_self_attention_layers
+
+    layers = spatial_self_attention_layers(tiny_pipe.unet)
+    from sgi2v_lite.sampler import resolve_config
+
+    config = resolve_config(tiny_pipe, tiny_config.replace(height=48, width=80))  # a grid that is not square
+    _, kept = probe.denoising_features(tiny_pipe, tiny_image, config, layers=layers, steps=[1])
+    for kind in probe.KINDS:
+        stored = sum(f.numel() * f.element_size() for f in kept[kind][1].values())
+        latent_hw = (48 // tiny_pipe.vae_scale_factor, 80 // tiny_pipe.vae_scale_factor)
+        assert probe.feature_bytes(tiny_pipe.unet, layers, config.num_frames, latent_hw) == stored
+
+
+def test_a_step_of_svds_features_takes_1_4_gb_at_576_by_1024():
+    """Notebook 02's figure: all 16 spatial self-attention layers, 14 frames, both kinds, float16."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from sgi2v_lite.attention import spatial_self_attention_layers
+    from sgi2v_lite.models import SVD_UNET_CONFIG
+
+    with torch.device("meta"):
+        unet = UNetSpatioTemporalConditionModel(**SVD_UNET_CONFIG)
+    layers = spatial_self_attention_layers(unet)
+    step = len(probe.KINDS) * probe.feature_bytes(unet, layers, 14, (72, 128))
+    assert len(layers) == 16 and round(step / 2**30, 1) == 1.4
+
+
+def test_steps_within_keeps_every_step_that_fits_spread_evenly():
+    assert probe.steps_within(4.0, 2**20, 25, every=2) == list(range(0, 25, 2))
+    # 10 steps of 1.36 GiB in 4 GiB: 2 fit, the first and the last kept step
+    assert probe.steps_within(4.0, int(1.36 * 2**30), 50, every=5) == [0, 45]
+    assert probe.steps_within(6.0, int(1.36 * 2**30), 50, every=5) == [0, 15, 30, 45]  # notebook 02 on SVD
+    assert probe.steps_within(0.1, 2**30, 50, every=5) == [0]

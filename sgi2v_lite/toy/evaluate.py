@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..tracks import Track, Tracks
 from .train import EVAL_SEED_OFFSET
