@@ -1,15 +1,16 @@
-"""GPU memory: the optimisation's gradient checkpointing, and which preset fits a GPU.
+"""GPU memory: the optimisation's gradient checkpointing, offloading, and which settings fit a GPU.
 
 SG-I2V's optimisation (spec step 3) backpropagates through the UNet up to the hooked layers. Its
-activations, not the weights, decide whether a guided video fits a GPU. Two things live here:
+activations, not the weights, decide whether a guided video fits a GPU. Three things live here:
 
 - `gradient_checkpointing(unet)`: keep only each block's input during the forward and recompute
   the block in the backward. diffusers' own `enable_gradient_checkpointing` covers the ResNet
   blocks and the *spatial* transformer blocks of SVD's UNet, but not the temporal transformer
-  blocks and the time mixer beside them: at 576 x 1024 those keep 17 GB of activations
+  blocks and the time mixer beside them: at 576 x 1024 those keep 17.6 GB of activations
   (benchmarks/MEMORY.md). Here each whole spatio-temporal transformer is checkpointed instead.
-- The modelled peaks of every preset (`MODELLED_PEAK_GB`, written by benchmarks/gpu_memory.py from
-  fake tensors) and `preset_for_memory`, which picks the largest preset that fits a GPU's memory.
+- `offloaded(modules)`: models wait in system RAM while another one runs on the GPU.
+- The modelled peaks (`MODELLED_PEAK_GB`, measured by benchmarks/gpu_memory.py on fake tensors)
+  and `choose_settings`, which picks the largest preset and the fewest levers that fit a GPU.
 """
 
 from __future__ import annotations
