@@ -16,6 +16,7 @@ activations, not the weights, decide whether a guided video fits a GPU. Three th
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -131,12 +132,19 @@ def model_key(unet_config) -> str:
 def choose_settings(model: str, memory_gb: float | None, preset: str | None = None) -> tuple[str, dict]:
     """The settings for `model` ('toy', 'svd', 'svd-xt') on a GPU with `memory_gb` usable (None: no
     GPU): the first of `MODELLED_PEAK_GB[model]` (largest and fastest first; only `preset`'s if
-    given) whose modelled peak plus the margin fits, else the last. Returns (preset, changes to it)."""
+    given) whose modelled peak plus the margin fits, else the last, with a warning when a GPU is
+    there and even that does not fit. Returns (preset, changes to it)."""
     options = [(key, peak) for key, peak in MODELLED_PEAK_GB.get(model, {}).items() if preset in (None, key[0])]
     if not options:  # the toy models, or a preset the model has no figures for
         return preset or "toy", {}
-    fitting = [key for key, peak in options if memory_gb is not None and needed_gb(peak) <= memory_gb]
-    name, checkpointing, offload = fitting[0] if fitting else options[-1][0]
+    fitting = [option for option in options if memory_gb is not None and needed_gb(option[1]) <= memory_gb]
+    (name, checkpointing, offload), peak = fitting[0] if fitting else options[-1]
+    if memory_gb is not None and not fitting:
+        warnings.warn(
+            f"{model}: even preset {name!r} is modelled to need {needed_gb(peak):.1f} GB of GPU memory and "
+            f"{memory_gb:.1f} GB are usable here: expect an out-of-memory error, or lower height, width or num_frames",
+            stacklevel=3,
+        )
     return name, {"gradient_checkpointing": checkpointing, "offload": offload}
 
 

@@ -226,7 +226,7 @@ def default_config(model, device=None, preset: str | None = None):
     import json
 
     from .config import get_preset
-    from .memory import MODELLED_PEAK_GB, choose_settings, model_key, needed_gb, usable_gpu_gb
+    from .memory import choose_settings, model_key, usable_gpu_gb
 
     if hasattr(model, "unet"):  # a loaded pipeline
         key, device = model_key(model.unet.config), device or model.unet.device
@@ -238,15 +238,7 @@ def default_config(model, device=None, preset: str | None = None):
         key = model_key(json.loads((Path(model) / "unet" / "config.json").read_text()))
     else:
         key = "svd"
-    memory_gb = usable_gpu_gb(device) if key != "toy" else None
-    preset, changes = choose_settings(key, memory_gb, preset)
-    peak_gb = MODELLED_PEAK_GB.get(key, {}).get((preset, changes.get("gradient_checkpointing"), changes.get("offload")))
-    if memory_gb is not None and peak_gb is not None and needed_gb(peak_gb) > memory_gb:
-        warnings.warn(
-            f"{key}: even preset {preset!r} is modelled to need {needed_gb(peak_gb):.1f} GB of GPU memory and "
-            f"{memory_gb:.1f} GB are usable here: expect an out-of-memory error, or lower height, width or num_frames",
-            stacklevel=2,
-        )
+    preset, changes = choose_settings(key, usable_gpu_gb(device) if key != "toy" else None, preset)
     return get_preset(preset).replace(**changes)
 
 

@@ -66,19 +66,9 @@ def tiny_phases(fake: bool) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_fake_tensors_give_the_peak_of_real_ones():
-    # in a fresh process, as the benchmark runs: no state left by other tests (loaded pipelines,
-    # torch settings) in the way of either count. `gpu_memory.peak` turns Python's cycle collector
-    # off while it counts: with it on, its timing moved the checkpointed peak by up to 4 % between
-    # two identical runs, which is why this test was once left out of `make test`
-    import json
-    import subprocess
-
-    code = ("import json, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import test_gpu_memory as t; "
-            "real = t.tiny_phases(fake=False); print(json.dumps([t.tiny_phases(fake=True), real]))")  # fmt: skip
-    run = subprocess.run([sys.executable, "-c", code, str(ROOT / "tests"), str(ROOT / "benchmarks")],
-                         capture_output=True, text=True, cwd=ROOT)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    fake, real = json.loads(run.stdout.strip().splitlines()[-1])
+    # `gpu_memory.peak` turns Python's cycle collector off while it counts: with it on, its timing
+    # moved the checkpointed peak by up to 4 % between two identical runs in one process
+    fake, real = tiny_phases(fake=True), tiny_phases(fake=False)
     assert fake.keys() == real.keys()
     for phase in real:
         # measured: equal but for a few scalar tensors (tens of bytes) in ~30 MB
