@@ -37,9 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 from sgi2v_lite.config import SGI2VConfig, get_preset  # noqa: E402
 from sgi2v_lite.memory import GB, MARGIN_GB, MARGIN_SHARE, T4_GB, needed_gb  # noqa: E402
-from sgi2v_lite.models import SVD_IMAGE_ENCODER_CONFIG, SVD_UNET_CONFIG, SVD_VAE_CONFIG, svd_scheduler  # noqa: E402
-
-MODEL_FRAMES = {"svd": 14, "svd-xt": 25}
+from sgi2v_lite.models import (  # noqa: E402
+    PROFILES,
+    SVD_IMAGE_ENCODER_CONFIG,
+    SVD_UNET_CONFIG,
+    SVD_VAE_CONFIG,
+    svd_scheduler,
+)
 
 
 # ------------------------------------------------------------------------- the tracker
@@ -95,8 +99,7 @@ class FakeSVD:
 
 def fake_svd(num_frames: int, dtype=torch.float16) -> FakeSVD:
     """SVD's full-size pipeline (or SVD-XT's, 25 frames) of fake tensors in `dtype`: no memory, no data."""
-    from diffusers import AutoencoderKLTemporalDecoder, StableVideoDiffusionPipeline
-    from diffusers import UNetSpatioTemporalConditionModel
+    from diffusers import AutoencoderKLTemporalDecoder, StableVideoDiffusionPipeline, UNetSpatioTemporalConditionModel
     from torch._subclasses.fake_tensor import FakeTensorMode
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -114,8 +117,13 @@ def fake_svd(num_frames: int, dtype=torch.float16) -> FakeSVD:
         vae_fp32 = AutoencoderKLTemporalDecoder(**SVD_VAE_CONFIG)
         for model in (unet, vae, image_encoder, vae_fp32):
             model.requires_grad_(False)
-        pipe = StableVideoDiffusionPipeline(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
-                                            feature_extractor=CLIPImageProcessor(crop_size=224, size=224))  # fmt: skip
+        pipe = StableVideoDiffusionPipeline(
+            vae=vae,
+            image_encoder=image_encoder,
+            unet=unet,
+            scheduler=scheduler,
+            feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
+        )
     return FakeSVD(pipe, vae_fp32, mode)
 
 
@@ -191,11 +199,14 @@ def phases(svd: FakeSVD, config: SGI2VConfig, levers: Levers) -> dict[str, int]:
             )
         unet.disable_gradient_checkpointing()
         results["frequency mix"], mixed = peak(
-            [*state, optimised], lambda: mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order)
+            [*state, optimised],
+            lambda: mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order),
         )
         chunk = levers.decode_chunk or config.decode_chunk_size
         decoding = [vae, latents] if levers.offload else [*weights, latents]  # offloaded: the UNet leaves for the VAE
-        results[f"decode ({chunk} frames at a time)"], _ = peak(decoding, lambda: decode_to_tensor(pipe, latents, chunk))
+        results[f"decode ({chunk} frames at a time)"], _ = peak(
+            decoding, lambda: decode_to_tensor(pipe, latents, chunk)
+        )
     if VERBOSE:
         print(f"  phases in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return results
@@ -231,16 +242,23 @@ def main() -> None:
     parser.add_argument("--out", help="also write the tables to this markdown file")
     args = parser.parse_args()
 
-    lines = [f"Model: fake float16 tensors on the CPU, torch {torch.__version__}; margin for what it cannot see: "
-             f"+{MARGIN_SHARE:.0%} and +{MARGIN_GB} GB (assumed). T4: {T4_GB} GB usable.", ""]  # fmt: skip
+    lines = [
+        f"Model: fake float16 tensors on the CPU, torch {torch.__version__}; margin for what it cannot see: "
+        f"+{MARGIN_SHARE:.0%} and +{MARGIN_GB} GB (assumed). T4: {T4_GB} GB usable.",
+        "",
+    ]
     for model in args.models.split(","):
-        svd = fake_svd(MODEL_FRAMES[model])
+        svd = fake_svd(PROFILES[model].num_frames)
         for preset in args.presets.split(","):
-            config = get_preset(preset).replace(num_frames=MODEL_FRAMES[model])
+            config = get_preset(preset).replace(num_frames=PROFILES[model].num_frames)
             if preset == "reference":  # the paper's 16 optimised steps of 50 (5..20): the first one is the one measured
                 config = config.replace(optimised_steps=tuple(range(5, 21)))
-            lines += [f"### {model} ({MODEL_FRAMES[model]} frames), preset `{preset}`: {config.height} x {config.width}, "
-                      f"{config.num_inference_steps} steps, decode chunk {config.decode_chunk_size}", ""]  # fmt: skip
+            lines += [
+                f"### {model} ({PROFILES[model].num_frames} frames), preset `{preset}`: "
+                f"{config.height} x {config.width}, "
+                f"{config.num_inference_steps} steps, decode chunk {config.decode_chunk_size}",
+                "",
+            ]
             table, names = {}, None
             for lever in args.levers.split(","):
                 started = time.perf_counter()

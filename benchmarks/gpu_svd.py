@@ -26,10 +26,11 @@ for these runs (`--runs`):
   lite-ours  `lite` preset, our way (both checkpointing settings).
   lite-ref   `lite` preset, the reference way (not run by default).
 
-The phases are driven here by composing the package's own functions (encode_conditioning,
-optimise_latent, unet_input + UNet + scheduler.step for the CFG step, mix_frequencies, decode); the
-package is not modified. What the package lacks is done here (see `reference_optimisation`): an
-autocast / fp32-UNet hook for the reference way.
+Each run is the package's own `sampler.generate`, its parts timed through its `phase` argument
+(encode, offload, the guidance step's optimisation and frequency mix, each denoising step, decode);
+the reference way's fp32 UNet under autocast is entered in the same place (`reference_optimisation`
+around the optimisation). The FLOP counts and the equality check call the same step functions
+(`noise_prediction`, `optimise_latent`, `conditional_features`).
 
 Also printed: the FLOP count of each run (torch's FlopCounterMode on one CFG forward, one
 optimisation pass, one encode and one decode, on the device that runs them, times the number of
@@ -63,9 +64,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count  # noqa: E402
 
-from sgi2v_lite.attention import record_features, run_to_features  # noqa: E402
+from sgi2v_lite.attention import record_features  # noqa: E402
 from sgi2v_lite.config import SGI2VConfig, get_preset, scaled_steps  # noqa: E402
-from sgi2v_lite.frequency import mix_frequencies  # noqa: E402
 from sgi2v_lite.loss import feature_map  # noqa: E402
 from sgi2v_lite.memory import gradient_checkpointing  # noqa: E402
 from sgi2v_lite.models import (  # noqa: E402
@@ -76,15 +76,16 @@ from sgi2v_lite.models import (  # noqa: E402
 )
 from sgi2v_lite.sampler import (  # noqa: E402
     Conditioning,
+    conditional_features,
     decode,
-    encode_conditioning,
+    generate,
     guidance_scales,
+    noise_prediction,
     optimise_latent,
+    prepare,
     resolve_config,
-    sample,
-    unet_input,
 )
-from sgi2v_lite.tracks import boxes_to_grid, load_tracks  # noqa: E402
+from sgi2v_lite.tracks import load_tracks  # noqa: E402
 
 GB = 1e9  # memory in GB = 10^9 bytes, as the issue's targets (a T4's 15 GiB are 16.1 GB)
 ISSUE_FLOOR_FLOP = 7e15  # the issue's rough floor for the reference setting
@@ -326,76 +327,42 @@ class Run:
     result: dict = field(default_factory=dict)
 
 
-def prepare(pipe, config: SGI2VConfig, image, tracks, device):
-    """Boxes on the latent grid and the inputs of one generation (sizes from `config`)."""
-    height, width, frames = config.height, config.width, config.num_frames
-    cell = pipe.vae_scale_factor
-    latent_hw = (height // cell, width // cell)
-    boxes_px = tracks.rescaled((width, height)).boxes_per_frame(frames)
-    box_cells, valid = boxes_to_grid(boxes_px, cell, latent_hw)
-    return image, box_cells, valid, latent_hw
+# the package's phase names -> this report's, and how many units (steps, iterations) a call counts
+PHASE_LABELS = {
+    "encode": "encode (CLIP + VAE)",
+    "denoising": "denoising steps (CFG)",
+    "optimisation": "optimisation iterations",
+    "frequency mix": "frequency mix",
+    "decode": "decode (VAE)",
+    "offload": "offload / reload",
+}
 
 
 def guided_run(pipe, run: Run, config: SGI2VConfig, image, tracks, device, timer: PhaseTimer):
-    """One guided generation, phase by phase, composed from the package's functions exactly as
-    `sampler.generate` / `sampler.sample` run it (checked by --verify-sampler)."""
-    unet, vae, image_encoder = pipe.unet, pipe.vae, pipe.image_encoder
-    generator = torch.Generator().manual_seed(config.seed)
-    image, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
-    optimised_steps = set(config.optimised_steps) if config.iterations > 0 else set()
+    """One guided generation: `sampler.generate` itself, each part timed by `timer` through its
+    `phase` argument; the reference way's optimisation runs inside `reference_optimisation`."""
 
-    timer.begin()
-    with timer.phase("encode (CLIP + VAE)"):
-        cond = encode_conditioning(pipe, image, config, generator)
-    if run.offload:
-        with timer.phase("offload / reload"):
-            image_encoder.to("cpu")
-            vae.to("cpu")
-    scheduler = svd_scheduler()
-    scheduler.set_timesteps(config.num_inference_steps, device=device)
-    shape = (1, config.num_frames, unet.config.out_channels, *latent_hw)
-    latents = torch.randn(shape, generator=generator).to(device) * scheduler.init_noise_sigma
-    initial = (cond, latents.clone())
-    scales = guidance_scales(config, device, latents.dtype)
+    @contextlib.contextmanager
+    def phase(name):
+        reference_way = name == "optimisation" and run.way == "reference"
+        precision = reference_optimisation(pipe.unet, run.autocast_dtype, device.type, timer) if reference_way else None
+        with precision or contextlib.nullcontext():
+            with timer.phase(PHASE_LABELS[name], config.iterations if name == "optimisation" else 1):
+                yield
+
     losses = []
-    for step, timestep in enumerate(scheduler.timesteps):
-        if step in optimised_steps:
-            precision = (
-                reference_optimisation(unet, run.autocast_dtype, device.type, timer)
-                if run.way == "reference"
-                else contextlib.nullcontext()
-            )
-            with torch.enable_grad(), precision:
-                with timer.phase("optimisation iterations", config.iterations):
-                    optimised, step_losses, _ = optimise_latent(
-                        unet, scheduler, latents, timestep, cond, box_cells, valid, config,
-                        sigma=float(scheduler.sigmas[step]),
-                    )
-            losses.append(step_losses)
-            if config.frequency_mix:
-                with timer.phase("frequency mix"):
-                    latents = mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order)
-            else:
-                latents = optimised
-        with timer.phase("denoising steps (CFG)"), torch.no_grad():
-            model_input = unet_input(scheduler, latents, timestep, cond, unet.dtype)
-            noise_pred = unet(
-                model_input,
-                timestep,
-                encoder_hidden_states=cond.image_embeddings,
-                added_time_ids=cond.added_time_ids,
-            ).sample
-            if cond.image_latents.shape[0] == 2:
-                uncond, conditional = noise_pred.chunk(2)
-                noise_pred = uncond + scales * (conditional - uncond)
-            latents = scheduler.step(noise_pred.to(latents.dtype), timestep, latents).prev_sample
-    if run.offload:
-        with timer.phase("offload / reload"):
-            vae.to(device)
-    with timer.phase("decode (VAE)"):
-        frames = decode(pipe, latents, config.decode_chunk_size)
+    timer.begin()
+    result = generate(
+        pipe,
+        image,
+        tracks,
+        config.replace(offload=run.offload),
+        progress=False,
+        phase=phase,
+        callback=lambda info: info["optimised"] and losses.append(info["losses"]),
+    )
     timer.finish()
-    return dict(latents=latents, frames=frames, losses=losses, initial=initial, box_cells=box_cells, valid=valid)
+    return dict(latents=result.latents, frames=result.frames, losses=losses)
 
 
 def reset_components(pipe, run: Run, device) -> None:
@@ -417,29 +384,21 @@ def short_config(config: SGI2VConfig) -> SGI2VConfig:
 
 
 # ------------------------------------------------------------------------------- FLOPs
-def cfg_forward_flops(unet, scheduler, latents, timestep, cond: Conditioning) -> int:
-    with flop_counter() as counter, torch.no_grad():
-        unet(
-            unet_input(scheduler, latents, timestep, cond, unet.dtype),
-            timestep,
-            encoder_hidden_states=cond.image_embeddings,
-            added_time_ids=cond.added_time_ids,
-        )
+def cfg_forward_flops(unet, scheduler, latents, timestep, cond: Conditioning, config: SGI2VConfig) -> int:
+    """FLOPs of one denoising step's UNet forward (`sampler.noise_prediction`: the CFG batch)."""
+    scales = guidance_scales(config, latents.device, latents.dtype)
+    with flop_counter() as counter:
+        noise_prediction(unet, scheduler, latents, timestep, cond, scales)
     return counter.get_total_flops()
 
 
 def first_optimised_step(pipe, config: SGI2VConfig, image, tracks, device):
-    """The state at the first optimised step: conditioning (encoded here), a fresh scheduler, that
-    step's timestep, a random latent at its sigma, and the boxes on the latent grid."""
-    image, box_cells, valid, latent_hw = prepare(pipe, config, image, tracks, device)
-    generator = torch.Generator().manual_seed(config.seed)
-    cond = encode_conditioning(pipe, image, config, generator)
-    scheduler = svd_scheduler()
-    scheduler.set_timesteps(config.num_inference_steps, device=device)
+    """The state at the first optimised step, from `sampler.prepare` (conditioning, boxes on the
+    latent grid, a fresh scheduler): that step's timestep and the initial noise at its sigma."""
+    run = prepare(pipe, image, tracks, config)
     step = min(config.optimised_steps)
-    shape = (1, config.num_frames, pipe.unet.config.out_channels, *latent_hw)
-    latents = torch.randn(shape, generator=generator).to(device) * scheduler.sigmas[step].to(device)
-    return cond, scheduler, scheduler.timesteps[step], latents, box_cells, valid
+    latents = run.latents / run.scheduler.init_noise_sigma * run.scheduler.sigmas[step].to(device)
+    return run.cond, run.scheduler, run.scheduler.timesteps[step], latents, run.box_cells, run.valid
 
 
 def measured_flops(pipe, config: SGI2VConfig, image, tracks, device, checkpointing_modes) -> dict:
@@ -450,12 +409,21 @@ def measured_flops(pipe, config: SGI2VConfig, image, tracks, device, checkpointi
     with flop_counter() as counter:
         cond, scheduler, timestep, latents, box_cells, valid = first_optimised_step(pipe, config, image, tracks, device)
     counts = {"encode": counter.get_total_flops()}
-    counts["cfg_forward"] = cfg_forward_flops(unet, scheduler, latents, timestep, cond)
+    counts["cfg_forward"] = cfg_forward_flops(unet, scheduler, latents, timestep, cond, config)
     for checkpointing in checkpointing_modes:
         one = config.replace(iterations=1, gradient_checkpointing=checkpointing)  # memory.gradient_checkpointing
         with flop_counter() as counter, torch.enable_grad():
-            optimise_latent(unet, scheduler, latents, timestep, cond, box_cells, valid, one,
-                            sigma=float(scheduler.sigmas[min(config.optimised_steps)]))
+            optimise_latent(
+                unet,
+                scheduler,
+                latents,
+                timestep,
+                cond,
+                box_cells,
+                valid,
+                one,
+                sigma=float(scheduler.sigmas[min(config.optimised_steps)]),
+            )
         counts[f"optimisation_pass_ckpt_{'on' if checkpointing else 'off'}"] = counter.get_total_flops()
     with flop_counter() as counter:
         decode(pipe, latents, config.decode_chunk_size)
@@ -486,20 +454,12 @@ def meta_flops(meta_pipe, config: SGI2VConfig) -> dict:
         )
 
     latents = torch.zeros(1, frames, unet.config.out_channels, *latent_hw, device=device)
-    counts = {"cfg_forward": cfg_forward_flops(unet, scheduler, latents, timestep, cond(2))}
-    conditional = cond(1)
+    counts = {"cfg_forward": cfg_forward_flops(unet, scheduler, latents, timestep, cond(2), config)}
     for checkpointing in (False, True):
         variable = latents.clone().requires_grad_(True)
         with flop_counter() as counter, torch.enable_grad(), gradient_checkpointing(unet, checkpointing):
             with record_features(unet, config.feature_layers, frames, latent_hw, stop_early=True) as recorder:
-                features = run_to_features(
-                    unet,
-                    recorder,
-                    unet_input(scheduler, variable, timestep, conditional, half),
-                    timestep,
-                    encoder_hidden_states=conditional.image_embeddings,
-                    added_time_ids=conditional.added_time_ids,
-                )
+                features = conditional_features(unet, recorder, scheduler, variable, timestep, cond(1))
                 loss = feature_map(features, latent_hw).square().mean()
                 loss.backward()
         counts[f"optimisation_pass_ckpt_{'on' if checkpointing else 'off'}"] = counter.get_total_flops()
@@ -572,7 +532,14 @@ def equality_check(pipe, config, image, tracks, device, ours_dtype, ref_autocast
         cast = Conditioning(*(t.to(dtype) for t in (cond.image_embeddings, cond.image_latents, cond.added_time_ids)))
         with torch.enable_grad():
             optimised, losses, features = optimise_latent(
-                unet, scheduler, latents, timestep, cast, box_cells, valid, one,
+                unet,
+                scheduler,
+                latents,
+                timestep,
+                cast,
+                box_cells,
+                valid,
+                one,
                 sigma=float(scheduler.sigmas[min(config.optimised_steps)]),
             )
         return losses[0], features, optimised - latents
@@ -651,23 +618,28 @@ def flops_section(add, args, cuda, flops, meta, rates) -> None:
     """The FLOP tables and the comparison with the issue's floor."""
     where = "on the GPU, with its own kernels" if cuda else "the CPU attention kernel given the CUDA kernels' formulas"
     add(f"Counted with torch.utils.flop_counter.FlopCounterMode (matmuls, convolutions, attention; {where}).\n")
-    add("| preset | where counted | setting | encode | CFG forward (batch 2) | optimisation pass, ckpt off | "
-        "optimisation pass, ckpt on | decode | run total, ckpt off | run total, ckpt on |")  # fmt: skip
+    add(
+        "| preset | where counted | setting | encode | CFG forward (batch 2) | optimisation pass, ckpt off | "
+        "optimisation pass, ckpt on | decode | run total, ckpt off | run total, ckpt on |"
+    )
     add("|---|---|---|---|---|---|---|---|---|---|")
     for label, table in (("this run's device", flops), ("meta device, full size", meta)):
         for preset, (config, counts) in table.items():
             totals = {ck: run_flops(counts, config, ck)["total"] for ck in (False, True)}
-            add(f"| {preset} | {label} | {describe(config)} | {fmt_flop(counts['encode'])} | "
+            add(
+                f"| {preset} | {label} | {describe(config)} | {fmt_flop(counts['encode'])} | "
                 f"{fmt_flop(counts['cfg_forward'])} | {fmt_flop(counts['optimisation_pass_ckpt_off'])} | "
                 f"{fmt_flop(counts['optimisation_pass_ckpt_on'])} | {fmt_flop(counts['decode'])} | "
-                f"{fmt_flop(totals[False])} | {fmt_flop(totals[True])} |")  # fmt: skip
+                f"{fmt_flop(totals[False])} | {fmt_flop(totals[True])} |"
+            )
     for label, table in (("this run's device", flops), ("meta device, full size", meta)):
         if "reference" in table:
             config, counts = table["reference"]
             if (config.height, config.width, config.num_frames) != (576, 1024, 14):
                 continue
             exact = run_flops(counts, config, False)
-            add(f"\nReference setting ({label}): exact {fmt_flop(exact['total'])} without checkpointing "
+            add(
+                f"\nReference setting ({label}): exact {fmt_flop(exact['total'])} without checkpointing "
                 f"(CFG steps {fmt_flop(exact['cfg'])}, optimisation {fmt_flop(exact['optimisation'])}, "
                 f"encode + decode {fmt_flop(exact['encode'] + exact['decode'])}) = "
                 f"**{exact['total'] / ISSUE_FLOOR_FLOP:.2f}x the issue's ~7 PFLOP floor**; at 790 TFLOP/s that is "
@@ -677,10 +649,11 @@ def flops_section(add, args, cuda, flops, meta, rates) -> None:
                 f"(the issue assumed ~22); an optimisation pass is "
                 f"{counts['optimisation_pass_ckpt_off'] / (counts['cfg_forward'] / 2):.2f} batch-1 forwards "
                 f"({counts['optimisation_pass_ckpt_on'] / (counts['cfg_forward'] / 2):.2f} with checkpointing; "
-                f"the issue assumed ~3).")  # fmt: skip
+                f"the issue assumed ~3)."
+            )
 
 
-def report(args, device, runs, flops, meta, rates, equality, verify, build_info) -> str:
+def report(args, device, runs, flops, meta, rates, equality, build_info) -> str:
     cuda = device.type == "cuda"
     lines = []
     add = lines.append
@@ -699,8 +672,10 @@ def report(args, device, runs, flops, meta, rates, equality, verify, build_info)
             else "time.perf_counter per phase (no CUDA: no allocator statistics, memory n/a)"
         )
     )
-    add(f"- warm-up: {'none' if args.no_warmup else 'one short run (2 steps, 1 optimised step of 1 iteration) before each run'}; "
-        f"best of {args.repeats} by total time\n")  # fmt: skip
+    add(
+        f"- warm-up: {'none' if args.no_warmup else 'one short run (2 steps, 1 optimised step of 1 iteration) each'}; "
+        f"best of {args.repeats} by total time\n"
+    )
 
     add("## Runs\n")
     add("| run | preset | setting | UNet precision | grad ckpt | VAE + encoder offloaded |")
@@ -711,8 +686,10 @@ def report(args, device, runs, flops, meta, rates, equality, verify, build_info)
             precision = f"{dtype_name(run.storage_dtype)}; fp32 + autocast({autocast}) when optimising"
         else:
             precision = f"{dtype_name(run.storage_dtype)} throughout"
-        add(f"| {run.name} | {run.preset} | {describe(run.config)} | {precision} | "
-            f"{'on' if run.checkpointing else 'off'} | {'yes' if run.offload else 'no'} |")  # fmt: skip
+        add(
+            f"| {run.name} | {run.preset} | {describe(run.config)} | {precision} | "
+            f"{'on' if run.checkpointing else 'off'} | {'yes' if run.offload else 'no'} |"
+        )
 
     add("\n## Time and peak memory by phase\n")
     add("| run | phase | calls | time (ms) | ms per unit | peak allocated (GB) |")
@@ -724,15 +701,19 @@ def report(args, device, runs, flops, meta, rates, equality, verify, build_info)
                 continue
             row = rows[phase]
             unit = {"denoising steps (CFG)": "step", "optimisation iterations": "iteration"}.get(phase, "call")
-            add(f"| {run.name} | {phase} | {row['units']} | {fmt_ms(row['ms'])} | "
-                f"{fmt_ms(row['ms'] / row['units'])} / {unit} | {fmt_gb(row['peak_gb'])} |")  # fmt: skip
+            add(
+                f"| {run.name} | {phase} | {row['units']} | {fmt_ms(row['ms'])} | "
+                f"{fmt_ms(row['ms'] / row['units'])} / {unit} | {fmt_gb(row['peak_gb'])} |"
+            )
         total = rows["total"]
         add(f"| {run.name} | **total** | | **{fmt_ms(total['ms'])}** | | **{fmt_gb(total['peak_gb'])}** |")
 
     add("\n## Summary\n")
     reference_runs = {r.preset: r for r in runs if r.way == "reference"}
-    add("| run | total (s) | peak allocated (GB) | peak reserved (GB) | run FLOP | achieved TFLOP/s | "
-        "of measured bf16 matmul rate | speed-up vs the reference way | loss: first -> last optimised step |")  # fmt: skip
+    add(
+        "| run | total (s) | peak allocated (GB) | peak reserved (GB) | run FLOP | achieved TFLOP/s | "
+        "of measured bf16 matmul rate | speed-up vs the reference way | loss: first -> last optimised step |"
+    )
     add("|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         total = run.result["phases"]["total"]
@@ -749,35 +730,44 @@ def report(args, device, runs, flops, meta, rates, equality, verify, build_info)
         loss_text = f"{losses[0][0]:.4g} -> {losses[-1][-1]:.4g}" if losses else "n/a"
         if not run.result["finite"]:
             loss_text += " (NON-FINITE values in the run)"
-        add(f"| {run.name} | {seconds:.2f} | {fmt_gb(total['peak_gb'])} | {fmt_gb(total['reserved_gb'])} | "
+        add(
+            f"| {run.name} | {seconds:.2f} | {fmt_gb(total['peak_gb'])} | {fmt_gb(total['reserved_gb'])} | "
             f"{fmt_flop(flop) if flop else 'n/a'} | {achieved_text} | {fraction} | "
-            f"{speedup} | {loss_text} |")  # fmt: skip
+            f"{speedup} | {loss_text} |"
+        )
 
     add("\n## FLOPs\n")
     if not flops and not meta:
         add("(skipped)")
     else:
         flops_section(add, args, cuda, flops, meta, rates)
-    add(f"\nMeasured matmul rate ({args.matmul_size}^3): bf16 {rates['bf16'] / 1e12:.3g} TFLOP/s"
+    add(
+        f"\nMeasured matmul rate ({args.matmul_size}^3): bf16 {rates['bf16'] / 1e12:.3g} TFLOP/s"
         + (f", {dtype_name(rates['dtype'])} {rates['ours'] / 1e12:.3g} TFLOP/s" if "ours" in rates else "")
-        + ".")
+        + "."
+    )
 
     add("\n## Equality: our way vs the reference way, one optimisation pass on the same latent\n")
     if equality:
-        add(f"Tolerance (half precision, {dtype_name(args.half)}): features {args.tolerance:g}, loss {args.tolerance:g} "
-            "(max |ours - reference| / max |reference|).\n")  # fmt: skip
-        add("| our way | features: max rel. difference | loss (ours / reference) | loss: rel. difference | "
-            "AdamW step signs agreeing | within tolerance |")  # fmt: skip
+        add(
+            f"Tolerance (half precision, {dtype_name(args.half)}): "
+            f"features {args.tolerance:g}, loss {args.tolerance:g} "
+            "(max |ours - reference| / max |reference|).\n"
+        )
+        add(
+            "| our way | features: max rel. difference | loss (ours / reference) | loss: rel. difference | "
+            "AdamW step signs agreeing | within tolerance |"
+        )
         add("|---|---|---|---|---|---|")
         for mode, r in equality.items():
             ok = r["features"] <= args.tolerance and r["loss"] <= args.tolerance
-            add(f"| {dtype_name(args.half)}, {mode} | {r['features']:.2e} | {r['loss_ours']:.6g} / {r['loss_reference']:.6g} | "
-                f"{r['loss']:.2e} | {r['step_sign_agreement']:.1%} | {'yes' if ok else 'NO'} |")  # fmt: skip
+            add(
+                f"| {dtype_name(args.half)}, {mode} | {r['features']:.2e} | "
+                f"{r['loss_ours']:.6g} / {r['loss_reference']:.6g} | "
+                f"{r['loss']:.2e} | {r['step_sign_agreement']:.1%} | {'yes' if ok else 'NO'} |"
+            )
     else:
         add("(skipped)")
-    if verify is not None:
-        add(f"\nComposition check: this script's phase-by-phase loop vs the package's `sampler.sample` on the same "
-            f"inputs ({verify['run']}): final latents max rel. difference {verify['difference']:.2e}.")  # fmt: skip
 
     if cuda and not args.tiny:
         add("\n## Targets (issue 5)\n")
@@ -796,8 +786,10 @@ def report(args, device, runs, flops, meta, rates, equality, verify, build_info)
                 return
             total = run.result["phases"]["total"]
             met = total["ms"] / 1e3 <= seconds_max and total["peak_gb"] <= gb_max
-            add(f"| {label}: <= {seconds_max} s, <= {gb_max} GB | {run.name}: {total['ms'] / 1e3:.1f} s, "
-                f"{total['peak_gb']:.1f} GB | {'yes' if met else 'no'} |")  # fmt: skip
+            add(
+                f"| {label}: <= {seconds_max} s, <= {gb_max} GB | {run.name}: {total['ms'] / 1e3:.1f} s, "
+                f"{total['peak_gb']:.1f} GB | {'yes' if met else 'no'} |"
+            )
 
         check("reference setting, our way", best("reference", "ours"), 30, 16)
         check("lite preset", best("lite", "ours"), 10, 10)
@@ -816,12 +808,22 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny configs and sizes (CPU demonstration)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--dtype", choices=["fp16", "bf16"], default=None,
-                        help="our way's precision (default fp16 on CUDA, bf16 on a CPU, where fp16 kernels are slow)")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=["fp16", "bf16"],
+        default=None,
+        help="our way's precision (default fp16 on CUDA, bf16 on a CPU, where fp16 kernels are slow)",
+    )
     parser.add_argument("--runs", default="ref-ref,ref-ours,lite-ours", help=f"comma list of {', '.join(RUNS)}")
-    parser.add_argument("--checkpointing", choices=["both", "on", "off"], default="both",
-                        help="our way's gradient checkpointing (the reference way always uses it)")  # fmt: skip
-    parser.add_argument("--no-offload", action="store_true", help="our way keeps the VAE and image encoder on the device")
+    parser.add_argument(
+        "--checkpointing",
+        choices=["both", "on", "off"],
+        default="both",
+        help="our way's gradient checkpointing (the reference way always uses it)",
+    )
+    parser.add_argument(
+        "--no-offload", action="store_true", help="our way keeps the VAE and image encoder on the device"
+    )
     parser.add_argument("--size", default=None, help="HxW override for every run, e.g. 320x576 (multiples of 64)")
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (the optimised window scales along)")
@@ -831,15 +833,18 @@ def parse_args(argv=None):
     parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting on the device")
     parser.add_argument("--no-meta-flops", action="store_true", help="skip the full-size count on the meta device")
     parser.add_argument("--no-equality", action="store_true")
-    parser.add_argument("--verify-sampler", action=argparse.BooleanOptionalAction, default=None,
-                        help="compare the phase-by-phase loop with the package's sample() (default: on with --tiny)")  # fmt: skip
-    parser.add_argument("--tolerance", type=float, default=None,
-                        help="equality tolerance (default 2e-2 for fp16, 6e-2 for bf16)")  # fmt: skip
+    parser.add_argument(
+        "--tolerance", type=float, default=None, help="equality tolerance (default 2e-2 for fp16, 6e-2 for bf16)"
+    )
     parser.add_argument("--matmul-size", type=int, default=None, help="default 8192 on CUDA, 1024 on a CPU")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: 1 with --tiny on a CPU, where per-op overhead dominates and "
-                             "several threads on a shared machine stall at every OpenMP barrier; else torch's)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: 1 with --tiny on a CPU, where per-op overhead dominates and "
+        "several threads on a shared machine stall at every OpenMP barrier; else torch's)",
+    )
     parser.add_argument("--image", default=str(ROOT / "data/examples/shapes.png"))
     parser.add_argument("--tracks", default=str(ROOT / "data/examples/shapes.json"))
     parser.add_argument("--out", default=None, help="also write the markdown report to this file")
@@ -886,7 +891,6 @@ def main(argv=None) -> dict:
     encoder_dtype = torch.float16 if cuda else torch.float32
     args.tolerance = args.tolerance or (2e-2 if args.half == torch.float16 else 6e-2)
     args.matmul_size = args.matmul_size or (8192 if cuda else 1024)
-    verify = args.verify_sampler if args.verify_sampler is not None else args.tiny
 
     from PIL import Image
 
@@ -902,8 +906,18 @@ def main(argv=None) -> dict:
             runs.append(Run(key, f"{preset}, reference way", preset, way, True, ref_dtype, ref_dtype, True))
         else:
             for ck in modes:
-                runs.append(Run(key, f"{preset}, our way (ckpt {'on' if ck else 'off'})", preset, way, ck,
-                                args.half, None, not args.no_offload))  # fmt: skip
+                runs.append(
+                    Run(
+                        key,
+                        f"{preset}, our way (ckpt {'on' if ck else 'off'})",
+                        preset,
+                        way,
+                        ck,
+                        args.half,
+                        None,
+                        not args.no_offload,
+                    )
+                )
     runs.sort(key=lambda r: r.storage_dtype != ref_dtype)  # fp16 runs first: one cast to bf16 at most
 
     # --- models, built on the device
@@ -929,7 +943,6 @@ def main(argv=None) -> dict:
         log(f"equality check: {equality}")
 
     # --- timed runs
-    verify_result = None
     for run in runs:
         best = None
         for attempt in range(args.repeats + (0 if args.no_warmup else 1)):
@@ -950,15 +963,6 @@ def main(argv=None) -> dict:
         )
         run.result = dict(phases=phases, losses=outcome["losses"], finite=finite)
         log(f"{run.name}: {phases['total']['ms'] / 1e3:.2f} s, peak {fmt_gb(phases['total']['peak_gb'])} GB")
-        if verify and verify_result is None and run.way == "ours" and not run.checkpointing:
-            cond, latents = outcome["initial"]
-            scheduler = svd_scheduler()
-            scheduler.set_timesteps(run.config.num_inference_steps, device=device)
-            reset_components(pipe, run, device)
-            expected = sample(pipe.unet, scheduler, latents, cond, run.config, outcome["box_cells"], outcome["valid"],
-                              progress=False)  # fmt: skip
-            verify_result = dict(run=run.name, difference=relative_difference(outcome["latents"], expected))
-            log(f"composition check: {verify_result}")
     pipe.image_encoder.to(device)
     pipe.vae.to(device)
 
@@ -987,12 +991,13 @@ def main(argv=None) -> dict:
         rates["ours"], rates["dtype"] = matmul_rate(device, args.half, args.matmul_size, 50 if cuda else 3), args.half
 
     log("measured the matmul rate")
-    text = report(args, device, runs, flops, meta, rates, equality, verify_result, build_info)
+    text = report(args, device, runs, flops, meta, rates, equality, build_info)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-    return dict(runs=runs, flops=flops, meta=meta, rates=rates, equality=equality, verify=verify_result,
-                markdown=text, tolerance=args.tolerance)  # fmt: skip
+    return dict(
+        runs=runs, flops=flops, meta=meta, rates=rates, equality=equality, markdown=text, tolerance=args.tolerance
+    )
 
 
 if __name__ == "__main__":

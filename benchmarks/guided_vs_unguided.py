@@ -36,60 +36,52 @@ def worker(args) -> None:
     config = get_preset(args.preset).replace(guidance=args.worker == "guided")
     image = Image.open(args.image)
     tracks = load_tracks(args.tracks)
-    generate(pipe, image, tracks, config.replace(num_inference_steps=2, optimised_steps=(1,)), progress=False)  # warm-up
+    generate(
+        pipe, image, tracks, config.replace(num_inference_steps=2, optimised_steps=(1,)), progress=False
+    )  # warm-up
     times = []
     for _ in range(args.repeats):
         started = time.perf_counter()
         generate(pipe, image, tracks, config, progress=False)
         times.append(time.perf_counter() - started)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": min(times), "peak_mb": peak_kb / 1024, "above_model_mb": (peak_kb - baseline_kb) / 1024}))
+    print(
+        json.dumps({"seconds": min(times), "peak_mb": peak_kb / 1024, "above_model_mb": (peak_kb - baseline_kb) / 1024})
+    )
 
 
 def flop_counts(args) -> dict:
-    """FLOPs of one CFG forward (batch 2) and of one optimisation pass (truncated forward + backward)."""
-    import torch
+    """FLOPs of one CFG forward (batch 2, `sampler.noise_prediction`) and of one optimisation pass
+    (`sampler.latent_gradient`: forward to the last hooked block + backward, and untruncated), at the
+    first optimised step of a prepared run."""
+    from PIL import Image
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from sgi2v_lite.attention import record_features, run_to_features
     from sgi2v_lite.config import get_preset
-    from sgi2v_lite.loss import box_loss, feature_map
     from sgi2v_lite.models import load_pipeline
-    from sgi2v_lite.sampler import resolve_config
+    from sgi2v_lite.sampler import guidance_scales, latent_gradient, noise_prediction, prepare
+    from sgi2v_lite.tracks import load_tracks
 
     pipe = load_pipeline(args.model)
-    config = resolve_config(pipe, get_preset(args.preset))
-    unet = pipe.unet.requires_grad_(False)
-    latent_hw = (config.height // pipe.vae_scale_factor, config.width // pipe.vae_scale_factor)
-    frames = config.num_frames
-
-    def inputs(batch):
-        sample = torch.randn(batch, frames, unet.config.in_channels, *latent_hw)
-        embeddings = torch.randn(batch, 1, unet.config.cross_attention_dim)
-        time_ids = torch.tensor([[6.0, 127.0, 0.02]]).repeat(batch, 1)
-        return sample, torch.tensor(10.0), dict(encoder_hidden_states=embeddings, added_time_ids=time_ids)
+    run = prepare(pipe, Image.open(args.image), load_tracks(args.tracks), get_preset(args.preset))
+    config, scheduler = run.config, run.scheduler
+    timestep = scheduler.timesteps[config.optimised_steps[0]]
+    targets = (run.cond, run.box_cells, run.valid)
 
     # the counter sees attention only as matrix products: use the math backend while counting
-    math_attention = sdpa_kernel(SDPBackend.MATH)
-    math_attention.__enter__()
-    sample, t, kwargs = inputs(2)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        unet(sample, t, **kwargs)
-    cfg_forward = counter.get_total_flops()
-
-    sample, t, kwargs = inputs(1)
-    sample.requires_grad_(True)
-    cells = torch.tensor([[[1, 1, 4, 4]] * frames]).numpy()
-    counts = {}
-    for truncate in (True, False):
+    with sdpa_kernel(SDPBackend.MATH):
         with FlopCounterMode(display=False) as counter:
-            with record_features(unet, config.feature_layers, frames, latent_hw, stop_early=truncate) as recorder:
-                features = run_to_features(unet, recorder, sample, t, **kwargs)
-                loss = box_loss(feature_map(features, latent_hw), cells, cells[..., 0] >= 0)
-                loss.backward()
-        counts[truncate] = counter.get_total_flops()
-    math_attention.__exit__(None, None, None)
+            scales = guidance_scales(config, run.latents.device, run.latents.dtype)
+            noise_prediction(pipe.unet, scheduler, run.latents, timestep, run.cond, scales)
+        cfg_forward = counter.get_total_flops()
+        counts = {}
+        for truncate in (True, False):
+            with FlopCounterMode(display=False) as counter:
+                latent_gradient(
+                    pipe.unet, scheduler, run.latents, timestep, *targets, config.replace(truncate_forward=truncate)
+                )
+            counts[truncate] = counter.get_total_flops()
     return dict(
         cfg_forward=cfg_forward,
         optimisation_pass=counts[True],
@@ -128,25 +120,32 @@ def main() -> None:
     guided_flops = unguided_flops + flops["optimised_passes"] * flops["optimisation_pass"]
     untruncated_flops = unguided_flops + flops["optimised_passes"] * flops["optimisation_pass_full"]
 
-    print(f"model {args.model}, preset {args.preset}: {config.num_frames} frames of {config.width}x{config.height}, "
-          f"{config.num_inference_steps} steps, {len(config.optimised_steps)} optimised x {config.iterations} iterations; "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"best of {args.repeats}\n")  # fmt: skip
+    print(
+        f"model {args.model}, preset {args.preset}: {config.num_frames} frames of {config.width}x{config.height}, "
+        f"{config.num_inference_steps} steps, "
+        f"{len(config.optimised_steps)} optimised x {config.iterations} iterations; "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, "
+        f"best of {args.repeats}\n"
+    )
     print("| mode | time (s) | peak RSS (MB) | peak above loaded model (MB) | GFLOP (UNet) |")
     print("|---|---|---|---|---|")
     for mode, gflop in (("unguided", unguided_flops), ("guided", guided_flops)):
         r = results[mode]
         print(f"| {mode} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['above_model_mb']:.0f} | {gflop / 1e9:.1f} |")
     ratio = results["guided"]["seconds"] / results["unguided"]["seconds"]
-    print(f"| **guided / unguided** | **{ratio:.2f}x** | "
-          f"{results['guided']['peak_mb'] / results['unguided']['peak_mb']:.2f}x | | "
-          f"floor {guided_flops / unguided_flops:.2f}x |")  # fmt: skip
+    print(
+        f"| **guided / unguided** | **{ratio:.2f}x** | "
+        f"{results['guided']['peak_mb'] / results['unguided']['peak_mb']:.2f}x | | "
+        f"floor {guided_flops / unguided_flops:.2f}x |"
+    )
     print()
-    print(f"one CFG forward (batch 2): {flops['cfg_forward'] / 1e9:.2f} GFLOP; one optimisation pass "
-          f"(batch 1, forward to the last hooked block + backward): {flops['optimisation_pass'] / 1e9:.2f} GFLOP "
-          f"= {flops['optimisation_pass'] / flops['cfg_forward']:.2f} CFG forwards "
-          f"(untruncated: {flops['optimisation_pass_full'] / 1e9:.2f} GFLOP; floor without truncation "
-          f"{untruncated_flops / unguided_flops:.2f}x)")  # fmt: skip
+    print(
+        f"one CFG forward (batch 2): {flops['cfg_forward'] / 1e9:.2f} GFLOP; one optimisation pass "
+        f"(batch 1, forward to the last hooked block + backward): {flops['optimisation_pass'] / 1e9:.2f} GFLOP "
+        f"= {flops['optimisation_pass'] / flops['cfg_forward']:.2f} CFG forwards "
+        f"(untruncated: {flops['optimisation_pass_full'] / 1e9:.2f} GFLOP; floor without truncation "
+        f"{untruncated_flops / unguided_flops:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

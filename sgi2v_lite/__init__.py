@@ -1,19 +1,29 @@
 """sgi2v-lite: SG-I2V (Namekata et al., ICLR 2025), trajectory-controlled image-to-video on
 Stable Video Diffusion with no finetuning, as a small package to learn from.
 
-One module per idea:
+One module per idea, in layers; a module imports only from its own layer or those above it in
+this list (tests/test_layout.py keeps it so, and keeps the imports free of circles):
+
+  the method: SG-I2V's ideas
     tracks     the input format: boxes and trajectories, traj.npy import/export, the latent grid
-    attention  the attention processor that records first-frame-aligned features   (Sec. 3.2)
+    attention  the processor that records first-frame-aligned features; the hooked layers (Sec. 3.2)
     loss       the Gaussian-weighted box loss                                       (Sec. 3.3)
     frequency  the Butterworth low-pass and the frequency mix                       (Sec. 3.4)
-    sampler    the guided Euler sampling loop with a callback                       (Sec. 3.3-3.4)
     config     every knob, and the presets `reference`, `lite`, `toy`
+  the sampler: the steps every path runs
+    sampler    conditional_features, guidance_step, denoise_step; sample, generate (Sec. 3.3-3.4)
     memory     gradient checkpointing and offloading; which preset fits a GPU (modelled peaks)
-    models     load_pipeline: svd, svd-xt, a local folder, toy, tiny-random; load_model for notebooks
+  the models
+    models     PROFILES; load_pipeline: svd, svd-xt, a folder, toy, tiny-random; load_model
+  tools built on them
     probe      features of a video, PCA pictures, correspondence by nearest neighbours  (Sec. 3.2)
-    exercises  checks for the notebooks' exercises
     video      images in, videos out (mp4, gif, npz)
     viz        boxes and trajectories drawn over frames, frame strips
+    exercises  checks for the notebooks' exercises
+    toy        the toy world: procedural videos, the training lab and its evaluation
+  the applications
+    cli        `python -m sgi2v_lite generate ...`
+    widgets    the ipycanvas drawing widget
 """
 
 from .config import PRESETS, SGI2VConfig, get_preset

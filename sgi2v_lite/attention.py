@@ -37,6 +37,23 @@ def spatial_self_attention_layers(unet) -> list[str]:
     ]
 
 
+def default_feature_layers(unet) -> tuple[str, ...]:
+    """The model's counterpart of SVD's M2-3 layers: the spatial self-attention of every attention
+    block but the first in the up block that runs at half the latent's resolution (up block n - 2
+    of n; SVD: `up_blocks[2]`, attentions 1 and 2, a 36 x 64 grid for a 72 x 128 latent). A UNet
+    whose block there has no attention uses its last up block with attention."""
+    with_attention = [i for i, block in enumerate(unet.up_blocks) if hasattr(block, "attentions")]
+    if not with_attention:
+        raise ValueError("this UNet has no up block with attention to take features from")
+    index = len(unet.up_blocks) - 2
+    if index not in with_attention:
+        index = with_attention[-1]
+    count = len(unet.up_blocks[index].attentions)
+    return tuple(
+        f"up_blocks.{index}.attentions.{a}.transformer_blocks.0.attn1" for a in range(1 if count > 1 else 0, count)
+    )
+
+
 class StopForward(Exception):
     """Raised after the last hooked block so that the UNet's forward stops early (spec step 3)."""
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import InputError, shorten
 
 # SVD's "M2-3" layers: spatial self-attention of up_blocks[2].attentions[1] and [2]
 # (middle resolution: a 36 x 64 grid at 576 x 1024, 640 channels, 10 heads).
@@ -21,12 +23,35 @@ SVD_FEATURE_LAYERS = (
     "up_blocks.2.attentions.2.transformer_blocks.0.attn1",
 )
 
+# Inclusive ranges of the numeric settings (ints for whole numbers): outside them a run cannot work, or
+# would take absurd time or memory (SVD was trained on 14 or 25 frames of 576 x 1024, the paper runs 50
+# steps); torch seeds are unsigned 64-bit.
+LIMITS = {
+    "height": (1, 2048),
+    "width": (1, 2048),
+    "num_frames": (2, 128),
+    "num_inference_steps": (1, 1000),
+    "fps": (1, 240),
+    "motion_bucket_id": (0, 1023),
+    "noise_aug_strength": (0.0, 10.0),
+    "min_guidance_scale": (0.0, 100.0),
+    "max_guidance_scale": (0.0, 100.0),
+    "decode_chunk_size": (1, 1024),
+    "seed": (0, 2**64 - 1),
+    "iterations": (0, 1000),
+    "learning_rate": (0.0, 1000.0),
+    "weight_decay": (0.0, 1000.0),
+    "heatmap_sigma": (0.0, 100.0),
+    "lowpass_cutoff": (0.0, 10.0),
+    "lowpass_order": (1, 64),
+}
+
 
 @dataclass(frozen=True)
 class SGI2VConfig:
     """Settings of one guided generation. `None` sizes mean "the model's own" (its UNet's sample
     size x the VAE factor, its UNet's frame count); `None` feature layers mean the model's
-    middle-resolution layers (see `models.default_feature_layers`)."""
+    middle-resolution layers (see `attention.default_feature_layers`)."""
 
     # --- video (SVD's conditioning) -------------------------------------------------
     height: int | None = 576
@@ -42,7 +67,7 @@ class SGI2VConfig:
     seed: int = 817
     # --- SG-I2V guidance ------------------------------------------------------------
     guidance: bool = True  # False: plain SVD sampling, no latent optimisation
-    optimised_steps: tuple[int, ...] = tuple(range(5, 21))  # denoising iterations i (0-based) to optimise
+    optimised_steps: tuple[int, ...] = tuple(range(5, 21))  # denoising steps i (0-based) whose latent is optimised
     iterations: int = 5  # AdamW iterations per optimised step
     learning_rate: float = 0.21
     # "constant": every optimised step uses learning_rate (the paper). "sigma": step i uses
@@ -62,35 +87,40 @@ class SGI2VConfig:
     gradient_checkpointing: bool = False  # recompute the UNet's blocks in the backward (memory.gradient_checkpointing)
     offload: bool = False  # VAE and image encoder in system RAM while the UNet runs, the UNet while decoding
 
-    def replace(self, **changes) -> "SGI2VConfig":
+    def replace(self, **changes) -> SGI2VConfig:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise InputError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
-    def with_settings(self, settings: list[str]) -> "SGI2VConfig":
+    def with_settings(self, settings: list[str]) -> SGI2VConfig:
         """Apply "key=value" strings (the CLI's --set): values are JSON (numbers, true/false, lists)
-        or plain strings, e.g. ``learning_rate=0.5``, ``frequency_mix=false``, ``optimised_steps=[2,3]``."""
+        or plain strings, e.g. ``learning_rate=0.5``, ``frequency_mix=false``, ``optimised_steps=[2,3]``.
+        A value must have the type of the reference preset's (`null` only where a field allows None);
+        its range is checked by `validate`."""
         changes = {}
         fields = {f.name: f for f in dataclasses.fields(self)}
         for setting in settings:
             key, sep, text = setting.partition("=")
             key = key.strip().replace("-", "_")
             if not sep or key not in fields:
-                raise InputError(f"--set {setting!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+                raise InputError(f"--set {shorten(setting)!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, over 4300 digits, or nested too deeply: a plain string
                 value = text
-            current = getattr(self, key)
+            example = getattr(SGI2VConfig(), key)  # the reference preset's value, never None
             if isinstance(value, list):
                 value = tuple(value)
-            expected = type(current) if current is not None else None
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if expected is not None and not isinstance(value, expected) or isinstance(value, bool) != isinstance(current, bool):
-                if value is not None:
-                    raise InputError(f"--set {setting!r}: expected a {type(current).__name__} like {current!r}")
+            if isinstance(example, float) and type(value) is int:
+                try:
+                    value = float(value)
+                except OverflowError:  # more digits than a float holds, as 1e400 is read: `validate` names the range
+                    value = math.inf if value > 0 else -math.inf
+            wrong_type = not isinstance(value, type(example)) or isinstance(value, bool) != isinstance(example, bool)
+            if wrong_type and not (value is None and "None" in fields[key].type):
+                like = example if getattr(self, key) is None else getattr(self, key)
+                raise InputError(f"--set {shorten(setting)!r}: expected a {type(example).__name__} like {like!r}")
             changes[key] = value
         return self.replace(**changes)
 
@@ -103,15 +133,18 @@ class SGI2VConfig:
                 positive[name] = getattr(self, name)
         for name, value in positive.items():
             if not isinstance(value, int) or value <= 0:
-                raise InputError(f"setting '{name}' must be a positive integer, got {value}")
+                raise InputError(f"setting '{name}' must be a positive integer, got {shorten(str(value))}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            kind = numbers.Integral if isinstance(low, int) else numbers.Real
+            wrong = isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high
+            if value is not None and wrong:
+                what = "an integer" if kind is numbers.Integral else "a number"
+                raise InputError(f"setting '{name}' must be {what} from {low} to {high}, got {shorten(str(value))}")
         for name in ("height", "width"):
             value = getattr(self, name)
             if value is not None and value % size_multiple:
                 raise InputError(f"setting '{name}' must be a multiple of {size_multiple}, got {value}")
-        if self.num_frames is not None and self.num_frames < 2:
-            raise InputError(f"setting 'num_frames' must be at least 2, got {self.num_frames}")
-        if self.iterations < 0 or self.learning_rate < 0 or self.weight_decay < 0:
-            raise InputError("settings 'iterations', 'learning_rate' and 'weight_decay' must be >= 0")
         if self.learning_rate_scaling not in ("constant", "sigma"):
             raise InputError(
                 f"setting 'learning_rate_scaling' must be 'constant' or 'sigma', got {self.learning_rate_scaling!r}"
@@ -120,12 +153,16 @@ class SGI2VConfig:
             raise InputError(f"setting 'feature_kind' must be 'aligned' or 'naive', got {self.feature_kind!r}")
         if not self.heatmap_sigma > 0:
             raise InputError(f"setting 'heatmap_sigma' must be > 0, got {self.heatmap_sigma}")
-        if self.lowpass_cutoff < 0 or self.lowpass_order < 1:
-            raise InputError("setting 'lowpass_cutoff' must be >= 0 and 'lowpass_order' >= 1")
+        steps, layers = self.optimised_steps, self.feature_layers
+        if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in steps):
+            raise InputError(f"setting 'optimised_steps' must hold step indices (integers), got {shorten(str(steps))}")
+        if layers is not None and not all(isinstance(name, str) for name in layers):
+            raise InputError(f"setting 'feature_layers' must hold layer names (strings), got {shorten(str(layers))}")
         outside = [i for i in self.optimised_steps if not 0 <= i < self.num_inference_steps]
         if outside:
             raise InputError(
-                f"optimised steps {outside} lie outside the {self.num_inference_steps} denoising steps (0-based)"
+                f"optimised steps {shorten(str(outside))} lie outside the {self.num_inference_steps} denoising steps "
+                "(0-based)"
             )
 
 

@@ -35,7 +35,10 @@ def _x0_from_v(fn):
         expected = latents / (sigma**2 + 1) - sigma / math.sqrt(sigma**2 + 1) * v
         assert got.shape == latents.shape, f"shape {tuple(got.shape)}, expected {tuple(latents.shape)}"
         error = (got - expected).abs().max().item()
-        assert error < 1e-4, f"at sigma={sigma} the estimate is off by up to {error:.3g}: c_skip = 1/(sigma^2+1), c_out = -sigma/sqrt(sigma^2+1)"
+        assert error < 1e-4, (
+            f"at sigma={sigma} the estimate is off by up to {error:.3g}: "
+            "c_skip = 1/(sigma^2+1), c_out = -sigma/sqrt(sigma^2+1)"
+        )
     return True
 
 
@@ -67,9 +70,14 @@ def _gaussian_weights(fn):
             return None
         got = torch.as_tensor(got, dtype=torch.float32)
         expected = gaussian_weights(height, width)
-        assert got.shape == expected.shape, f"for a {height}x{width} box: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+        assert got.shape == expected.shape, (
+            f"for a {height}x{width} box: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+        )
         error = (got - expected).abs().max().item()
-        assert error < 1e-5, f"for a {height}x{width} box off by up to {error:.3g}: sigma = 0.4 x half the side, divided by the maximum (peak 1 for even sides too)"
+        assert error < 1e-5, (
+            f"for a {height}x{width} box off by up to {error:.3g}: sigma = 0.4 x half the side, "
+            "divided by the maximum (peak 1 for even sides too)"
+        )
     return True
 
 
@@ -84,8 +92,10 @@ def _butterworth(fn):
         expected = butterworth_lowpass(height, width, cutoff, order)
         assert got.shape == expected.shape, f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
         error = (got - expected).abs().max().item()
-        assert error < 1e-5, (f"for {height}x{width}, d_s={cutoff}, n={order}: off by up to {error:.3g}. Is the "
-                              "centre (d = 0) at index (H/2, W/2), with d^2 = (2h/H - 1)^2 + (2w/W - 1)^2?")  # fmt: skip
+        assert error < 1e-5, (
+            f"for {height}x{width}, d_s={cutoff}, n={order}: off by up to {error:.3g}. Is the "
+            "centre (d = 0) at index (H/2, W/2), with d^2 = (2h/H - 1)^2 + (2w/W - 1)^2?"
+        )
     return True
 
 
@@ -100,7 +110,9 @@ def _objmc(fn):
     with_frame0 = np.linalg.norm(tracked - target, axis=-1).mean()
     if abs(float(got) - with_frame0) < 1e-6:
         raise AssertionError("frame 0 is given (the first box), so ObjMC averages over frames 1..F-1 only")
-    assert abs(float(got) - expected) < 1e-6, f"expected {expected:.4f}, got {float(got):.4f}: the mean Euclidean distance per frame"
+    assert abs(float(got) - expected) < 1e-6, (
+        f"expected {expected:.4f}, got {float(got):.4f}: the mean Euclidean distance per frame"
+    )
     return True
 
 

@@ -74,22 +74,26 @@ def gradient_checkpointing(unet, enabled: bool = True):
 
 # ------------------------------------------------------------------------ offloading
 @contextlib.contextmanager
-def offloaded(modules, enabled: bool = True):
+def offloaded(modules, enabled: bool = True, phase=None):
     """Within the block, `modules` wait in system RAM (the CPU) and the GPU memory of their weights
     is free; on exit each goes back to the device it was on. `generate` offloads the VAE and the
     image encoder while the UNet denoises, and the UNet while the VAE decodes, as the reference
-    implementation does. Nothing moves on a CPU-only machine; the output is the same either way."""
+    implementation does. Nothing moves on a CPU-only machine; the output is the same either way.
+    phase(name): a context around the moves (name "offload"), as `sampler.generate` passes it."""
     modules = [module for module in modules if enabled and module is not None]
     devices = [next(module.parameters()).device for module in modules]
-    for module, device in zip(modules, devices):
-        if device.type != "cpu":
-            module.to("cpu")
+    moves = (lambda: phase("offload")) if phase is not None and modules else contextlib.nullcontext
+    with moves():
+        for module, device in zip(modules, devices):
+            if device.type != "cpu":
+                module.to("cpu")
     try:
         yield
     finally:
-        for module, device in zip(modules, devices):
-            if device.type != "cpu":
-                module.to(device)
+        with moves():
+            for module, device in zip(modules, devices):
+                if device.type != "cpu":
+                    module.to(device)
 
 
 # ---------------------------------------------------------------- presets by memory

@@ -14,17 +14,33 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .errors import InputError
 
-HUB_MODELS = {
-    "svd": "stabilityai/stable-video-diffusion-img2vid",
-    "svd-xt": "stabilityai/stable-video-diffusion-img2vid-xt",
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """What the package knows of a model before loading it: the one table the CLI, the drawing
+    widget and `load_model` read (sizes and layers of a *loaded* model come from its configs)."""
+
+    source: str | None  # the hub repository, or None (shipped in data/ or built here)
+    num_frames: int  # the frames its UNet was trained on
+    native_size: tuple[int, int]  # (height, width) of its training videos
+    preset: str | None  # its settings preset; None: chosen by GPU memory (`default_config`)
+
+
+PROFILES = {
+    "svd": ModelProfile("stabilityai/stable-video-diffusion-img2vid", 14, (576, 1024), None),
+    "svd-xt": ModelProfile("stabilityai/stable-video-diffusion-img2vid-xt", 25, (576, 1024), None),
+    "toy": ModelProfile(None, 8, (64, 64), "toy"),
+    "tiny-random": ModelProfile(None, 4, (32, 32), "toy"),
 }
-MODEL_NAMES = ("auto", *HUB_MODELS, "toy", "tiny-random")
+HUB_MODELS = {name: profile.source for name, profile in PROFILES.items() if profile.source}
+MODEL_NAMES = ("auto", *PROFILES)
 TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "toy-svd"
 
 # SVD's published configs (the diffusers classes' defaults, written out so that the full-size
@@ -115,20 +131,22 @@ def _quiet_transformers():
             transformers.utils.logging.enable_progress_bar()
 
 
-def build_pipeline(
-    unet_config: dict, vae_config: dict, image_encoder_config: dict, seed: int = 0, image_size: int | None = None
-):
-    """A `StableVideoDiffusionPipeline` with random weights built from configs (no download)."""
+def build_pipeline(unet_config: dict, vae_config: dict, image_encoder_config: dict, seed: int = 0):
+    """A `StableVideoDiffusionPipeline` with random weights built from configs (no download); its
+    CLIP feature extractor works at the image encoder's input size."""
     with _quiet_transformers():
-        from diffusers import AutoencoderKLTemporalDecoder, StableVideoDiffusionPipeline
-        from diffusers import UNetSpatioTemporalConditionModel
+        from diffusers import (
+            AutoencoderKLTemporalDecoder,
+            StableVideoDiffusionPipeline,
+            UNetSpatioTemporalConditionModel,
+        )
         from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed)
     unet = UNetSpatioTemporalConditionModel(**unet_config)
     vae = AutoencoderKLTemporalDecoder(**vae_config)
     image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**image_encoder_config))
-    size = image_size or image_encoder_config["image_size"]
+    size = image_encoder_config["image_size"]
     feature_extractor = CLIPImageProcessor(crop_size=size, size=size)
     return StableVideoDiffusionPipeline(
         vae=vae, image_encoder=image_encoder, unet=unet, scheduler=svd_scheduler(), feature_extractor=feature_extractor
@@ -186,23 +204,6 @@ def tiny_random_pipeline(seed: int = 0):
     return build_pipeline(unet, vae, clip, seed=seed)
 
 
-def default_feature_layers(unet) -> tuple[str, ...]:
-    """The model's counterpart of SVD's M2-3 layers: the spatial self-attention of every attention
-    block but the first in the up block that runs at half the latent's resolution (up block n - 2
-    of n; SVD: `up_blocks[2]`, attentions 1 and 2, a 36 x 64 grid for a 72 x 128 latent). A UNet
-    whose block there has no attention uses its last up block with attention."""
-    with_attention = [i for i, block in enumerate(unet.up_blocks) if hasattr(block, "attentions")]
-    if not with_attention:
-        raise ValueError("this UNet has no up block with attention to take features from")
-    index = len(unet.up_blocks) - 2
-    if index not in with_attention:
-        index = with_attention[-1]
-    count = len(unet.up_blocks[index].attentions)
-    return tuple(
-        f"up_blocks.{index}.attentions.{a}.transformer_blocks.0.attn1" for a in range(1 if count > 1 else 0, count)
-    )
-
-
 def default_device_and_dtype(device=None, dtype=None) -> tuple[str, torch.dtype]:
     """CUDA in float16 when there is a GPU (SVD's weights ship in fp16), else the CPU in float32."""
     device = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -215,30 +216,40 @@ def auto_model_name() -> str:
     return os.environ.get("SGI2V_MODEL") or ("svd" if torch.cuda.is_available() else "toy")
 
 
-def default_config(model, device=None, preset: str | None = None):
-    """The settings a model gets when none are asked for: the one place "auto" settings are chosen,
-    for the CLI, the drawing widget and `load_model`. `model`: a name ("svd", "toy", ...), a folder
-    saved with save_pretrained, or a loaded pipeline. The toy models get the `toy` preset; SVD and
-    SVD-XT the largest setting whose *modelled* peak GPU memory (benchmarks/MEMORY.md), plus a
-    margin, fits the GPU's usable memory (`memory.choose_settings`); warns when even the smallest
-    does not fit. `preset`: that preset, with the memory levers (gradient checkpointing, offloading)
-    it needs on this GPU. Returns an `SGI2VConfig` (sizes and layers still the preset's: `resolve_config`)."""
+def profile_name(model) -> str:
+    """The `PROFILES` entry of a model: a name ("auto" resolved here, the one place), a folder
+    saved with save_pretrained (by its UNet's config: `memory.model_key`) or a loaded pipeline."""
     import json
 
-    from .config import get_preset
-    from .memory import choose_settings, model_key, usable_gpu_gb
+    from .memory import model_key
 
     if hasattr(model, "unet"):  # a loaded pipeline
-        key, device = model_key(model.unet.config), device or model.unet.device
-    elif str(model) in ("toy", "tiny-random"):
-        key = "toy"
-    elif str(model) in HUB_MODELS:
-        key = str(model)
-    elif (Path(model) / "unet" / "config.json").is_file():
-        key = model_key(json.loads((Path(model) / "unet" / "config.json").read_text()))
-    else:
-        key = "svd"
-    preset, changes = choose_settings(key, usable_gpu_gb(device) if key != "toy" else None, preset)
+        return model_key(model.unet.config)
+    name = auto_model_name() if str(model) == "auto" else str(model)
+    if name in PROFILES:
+        return name
+    if (Path(name) / "unet" / "config.json").is_file():
+        return model_key(json.loads((Path(name) / "unet" / "config.json").read_text()))
+    return "svd"
+
+
+def default_config(model, device=None, preset: str | None = None):
+    """The settings a model gets when none are asked for: the one place they are chosen, for the
+    CLI, the drawing widget and `load_model`. `model`: a name ("auto", "svd", "toy", ...), a folder
+    saved with save_pretrained, or a loaded pipeline. A model whose profile names a preset gets it
+    (the toy models: `toy`); SVD and SVD-XT the largest setting whose *modelled* peak GPU memory
+    (benchmarks/MEMORY.md), plus a margin, fits the GPU's usable memory (`memory.choose_settings`,
+    which warns when even the smallest does not fit). `preset`: that preset, with the memory levers
+    (checkpointing, offloading) it needs on this GPU. Returns an `SGI2VConfig` (sizes and layers
+    still the preset's: `sampler.resolve_config` fills them from the loaded model)."""
+    from .config import get_preset
+    from .memory import choose_settings, usable_gpu_gb
+
+    name = profile_name(model)
+    if PROFILES[name].preset is not None:
+        return get_preset(preset or PROFILES[name].preset)
+    device = device or (model.unet.device if hasattr(model, "unet") else None)
+    preset, changes = choose_settings(name, usable_gpu_gb(device), preset)
     return get_preset(preset).replace(**changes)
 
 
@@ -287,7 +298,9 @@ def hub_error_message(err: BaseException, source: str) -> str:
     return f"{where}: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
 
 
-def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+def load_pipeline(
+    name_or_path: str = "toy", device: str | torch.device | None = None, dtype: torch.dtype | None = None
+):
     """A `StableVideoDiffusionPipeline` on `device` in `dtype` (defaults: `default_device_and_dtype`);
     "auto" is `auto_model_name()`; unknown names raise `InputError`."""
     device, dtype = default_device_and_dtype(device, dtype)
@@ -299,7 +312,9 @@ def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None =
         pipe = tiny_random_pipeline()
     elif name == "toy":
         if not (TOY_MODEL_DIR / "model_index.json").is_file():
-            raise InputError(f"the toy model's weights are missing from {TOY_MODEL_DIR}: `make toy-model` retrains them")
+            raise InputError(
+                f"the toy model's weights are missing from {TOY_MODEL_DIR}: `make toy-model` retrains them"
+            )
         with _quiet_transformers():
             pipe = StableVideoDiffusionPipeline.from_pretrained(TOY_MODEL_DIR, torch_dtype=dtype)
     elif name in HUB_MODELS or Path(name).is_dir():
@@ -313,7 +328,9 @@ def load_pipeline(name_or_path: str = "toy", device: str | torch.device | None =
         except Exception as err:  # gated, no network, disk full, missing files: say which model and what to do
             raise InputError(hub_error_message(err, source)) from err
     else:
-        raise InputError(f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a folder saved with save_pretrained")
+        raise InputError(
+            f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or a folder saved with save_pretrained"
+        )
     with _quiet_transformers():  # diffusers' notes on casting and on float16 on a CPU (slow there, but it runs)
         if pipe.unet.dtype != dtype:  # the random pipelines are built in float32
             pipe.to(dtype=dtype)

@@ -13,7 +13,7 @@ and follow an object from frame 0 by nearest-neighbour matching.
     steps_within(ram_gb, step_bytes, steps)    which steps' features fit in system RAM
     pca_rgb(features)                          (F, C, h, w) -> (F, h, w, 3) colours, one basis
     match_object(features, box_cells)          the object's centre in every frame, by matching
-    step_features(pipe, run, latents, step)    the aligned features of one latent, as the loss sees them
+    loss_features(pipe, run, latents, step)    the features of one latent, as the loss sees them
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attention import record_features, run_to_features, spatial_self_attention_layers
+from .attention import record_features, spatial_self_attention_layers
 from .config import SGI2VConfig
-from .sampler import Prepared, encode_conditioning, fresh_scheduler, generate, resolve_config, unet_input
+from .sampler import Prepared, conditional_features, encode_conditioning, fresh_scheduler, generate, resolve_config
 
 KINDS = ("naive", "aligned")
 
@@ -49,23 +49,21 @@ def video_features(
     Returns kind -> layer -> (F, C, h, w) float32 on the CPU."""
     config = resolve_config(pipe, config)
     layers = tuple(layers or config.feature_layers)
-    device, dtype = pipe.unet.device, pipe.unet.dtype
+    device = pipe.unet.device
     video = frames_to_tensor(frames, config.height, config.width).to(device, pipe.vae.dtype)  # (F, 3, H, W)
     config = config.replace(num_frames=len(video))
-    latents = pipe.vae.encode(video).latent_dist.mode()[None].float() * pipe.vae.config.scaling_factor  # (1, F, C, h, w)
+    latents = (
+        pipe.vae.encode(video).latent_dist.mode()[None].float() * pipe.vae.config.scaling_factor
+    )  # (1, F, C, h, w)
     generator = torch.Generator().manual_seed(seed)
-    cond = encode_conditioning(pipe, video[:1].float().cpu(), config, generator).conditional()
+    cond = encode_conditioning(pipe, video[:1].float().cpu(), config, generator)
     scheduler = fresh_scheduler(pipe, config.num_inference_steps)
     timestep = scheduler.timesteps[step]
     noisy = latents + scheduler.sigmas[step] * torch.randn(latents.shape, generator=generator).to(device)
-    model_input = unet_input(scheduler, noisy, timestep, cond, dtype)
     result = {}
     for kind in kinds:
         with record_features(pipe.unet, layers, len(video), tuple(latents.shape[-2:]), kind, stop_early=True) as rec:
-            features = run_to_features(
-                pipe.unet, rec, model_input, timestep,
-                encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids,
-            )  # fmt: skip
+            features = conditional_features(pipe.unet, rec, scheduler, noisy, timestep, cond)
         result[kind] = {name: f.float().cpu() for name, f in features.items()}
     return result
 
@@ -121,8 +119,15 @@ def denoising_features(
             if info["step"] in keep:
                 per_step[info["step"]] = {name: f.half().cpu() for name, f in info["step_features"].items()}
 
-        result = generate(pipe, image, None, config.replace(feature_kind=kind), callback=keep_features,
-                          record_step_features=True, progress=False)  # fmt: skip
+        result = generate(
+            pipe,
+            image,
+            None,
+            config.replace(feature_kind=kind),
+            callback=keep_features,
+            record_step_features=True,
+            progress=False,
+        )
     return result.frames, collected
 
 
@@ -183,18 +188,16 @@ def tracking_error(features: dict[str, torch.Tensor], boxes_px: np.ndarray, cell
     return np.linalg.norm(predicted[1:] - centres[1:], axis=-1)
 
 
-def step_features(pipe, run: Prepared, latents: torch.Tensor, step: int, kind: str = "aligned") -> dict[str, torch.Tensor]:
+def loss_features(
+    pipe, run: Prepared, latents: torch.Tensor, step: int, kind: str = "aligned"
+) -> dict[str, torch.Tensor]:
     """The features the loss sees for latent z_t (1, F, C, h, w) at denoising step `step` of a
-    prepared run (`sampler.prepare`): a truncated, conditional-only UNet pass, as `optimise_latent`
-    does. Returns layer -> (F, C, h, w), still attached to `latents` if it requires grad."""
+    prepared run (`sampler.prepare`): `sampler.conditional_features`, truncated, as `optimise_latent`
+    runs it. Returns layer -> (F, C, h, w), still attached to `latents` if it requires grad."""
     scheduler = fresh_scheduler(pipe, run.config.num_inference_steps)
-    timestep = scheduler.timesteps[step]
-    cond = run.cond.conditional()
-    with record_features(pipe.unet, run.config.feature_layers, latents.shape[1], run.latent_hw, kind, stop_early=True) as rec:
-        return run_to_features(
-            pipe.unet, rec, unet_input(scheduler, latents, timestep, cond, pipe.unet.dtype), timestep,
-            encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids,
-        )  # fmt: skip
+    layers = run.config.feature_layers
+    with record_features(pipe.unet, layers, latents.shape[1], run.latent_hw, kind, stop_early=True) as rec:
+        return conditional_features(pipe.unet, rec, scheduler, latents, scheduler.timesteps[step], run.cond)
 
 
 def feature_explorer(frames: np.ndarray, features: dict[str, dict[int, dict[str, torch.Tensor]]]):
@@ -229,8 +232,12 @@ def feature_explorer(frames: np.ndarray, features: dict[str, dict[int, dict[str,
         plt.show()
 
     step = widgets.SelectionSlider(options=steps, value=steps[len(steps) // 3], description="step")
-    layer = widgets.Dropdown(options=layers, value=layers[min(len(layers) - 1, len(layers) // 2)], description="layer",
-                             layout=widgets.Layout(width="520px"))  # fmt: skip
+    layer = widgets.Dropdown(
+        options=layers,
+        value=layers[min(len(layers) - 1, len(layers) // 2)],
+        description="layer",
+        layout=widgets.Layout(width="520px"),
+    )
     frame = widgets.IntSlider(min=0, max=len(frames) - 1, value=len(frames) - 1, description="frame")
     output = widgets.interactive_output(show, {"step": step, "layer": layer, "frame": frame})
     return widgets.VBox([widgets.HBox([step, frame]), layer, output])

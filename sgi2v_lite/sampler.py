@@ -1,34 +1,37 @@
-"""The guided sampler: SVD's Euler sampling loop with SG-I2V's latent optimisation (spec steps 1-4).
+"""The guided sampler: SVD's Euler sampling loop with SG-I2V's latent optimisation (spec steps 1-6).
 
-    generate(pipe, image, tracks, config)            one call: image + tracks -> frames
+    generate(pipe, image, tracks, config)       one call: image + tracks -> frames
       1-4. prepare: sizes and input checks; encode_conditioning (CLIP embedding, VAE latent of the
            noise-augmented image, time ids); boxes on the latent grid; initial noise, SVD's schedule
-      5. sample: for each denoising step i
-           if i is optimised: optimise_latent (AdamW on the latent, loss on aligned features),
-                              then the frequency mix
-           UNet with per-frame linear CFG, scheduler step, callback(intermediates)
-      6. decode in chunks -> uint8 frames (F, H, W, 3)
+      5.   sample: for each denoising step i
+               guidance_step   if i is optimised: AdamW on the latent (optimise_latent, whose loss
+                               reads conditional_features), then the frequency mix (Sec. 3.4)
+               denoise_step    the UNet on the CFG batch (noise_prediction), the scheduler's step
+               callback(info)  the step's intermediates, for notebooks to show
+      6.   decode in chunks -> uint8 frames (F, H, W, 3)
 
-Like k-diffusion's samplers, `sample` and `optimise_latent` are plain functions of the model
-components, and a callback receives a dict of each step's intermediates, for notebooks to show.
+Like k-diffusion's samplers these are plain functions of the model's components. They are the one
+path: the notebooks, the probe and the benchmarks call them (the benchmarks time them through the
+`phase` argument) rather than writing their own loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .attention import record_features, run_to_features
+from .attention import default_feature_layers, record_features, run_to_features
 from .config import SGI2VConfig
 from .errors import InputError
 from .frequency import mix_frequencies
 from .loss import box_loss, feature_map, has_targets
 from .memory import gradient_checkpointing, offloaded
-from .models import default_feature_layers
 from .tracks import Tracks, boxes_to_grid
 
 
@@ -45,7 +48,7 @@ class Conditioning:
     image_latents: torch.Tensor
     added_time_ids: torch.Tensor
 
-    def conditional(self) -> "Conditioning":
+    def conditional(self) -> Conditioning:
         """The conditional batch element alone (the last one), as the optimisation uses."""
         return Conditioning(self.image_embeddings[-1:], self.image_latents[-1:], self.added_time_ids[-1:])
 
@@ -217,12 +220,13 @@ def compute_dtype(unet) -> torch.dtype:
     return unet.dtype
 
 
-def guidance_loss(unet, recorder, scheduler, latents, timestep, cond: Conditioning, box_cells, valid, config):
-    """One forward of the optimisation: the box loss (a float32 scalar) of latent z_t (1, F, C, h, w)
-    and the recorded features. Conditional half only; stopped after the last hooked block if the
-    recorder was made with `stop_early`."""
+def conditional_features(unet, recorder, scheduler, latents, timestep, cond: Conditioning) -> dict[str, torch.Tensor]:
+    """The features `recorder` records (layer -> (F, C, h, w)) for latent z_t (1, F, C, h, w) at
+    `timestep`: one UNet forward on the conditional half only (the loss needs no CFG), stopped after
+    the last hooked block when the recorder was made with `stop_early` (Sec. 3.3: the rest of the
+    UNet does not reach the loss). Differentiable in `latents`."""
     conditional = cond.conditional()
-    features = run_to_features(
+    return run_to_features(
         unet,
         recorder,
         unet_input(scheduler, latents, timestep, conditional, unet.dtype),
@@ -230,6 +234,12 @@ def guidance_loss(unet, recorder, scheduler, latents, timestep, cond: Conditioni
         encoder_hidden_states=conditional.image_embeddings,
         added_time_ids=conditional.added_time_ids,
     )
+
+
+def guidance_loss(unet, recorder, scheduler, latents, timestep, cond: Conditioning, box_cells, valid, config):
+    """One forward of the optimisation: the box loss (a float32 scalar, Eq. 4) of latent z_t
+    (1, F, C, h, w) and the recorded features (`conditional_features`)."""
+    features = conditional_features(unet, recorder, scheduler, latents, timestep, cond)
     loss = box_loss(feature_map(features, tuple(latents.shape[-2:])), box_cells, valid, config.heatmap_sigma)
     return loss, features
 
@@ -252,9 +262,9 @@ def optimise_latent(
     iterations, each a forward pass (`guidance_loss`) and a backward pass to the latent. The latent
     and the optimiser stay float32 whatever the UNet's dtype; a float16 UNet's backward is loss-
     scaled by `scaler` (a fresh `LossScaler` if None; `sample` passes one for the whole run).
-    With `optimise_first_frame` off only frames 1..F-1 are variables. With no box to follow (no track has a valid frame j >= 1)
-    the loss is constant and no optimiser step is taken, as in the reference (AdamW's weight decay
-    would still shrink the latent).
+    With `optimise_first_frame` off only frames 1..F-1 are variables. With no box to follow (no
+    track has a valid frame j >= 1) the loss is constant and no optimiser step is taken, as in the
+    reference (AdamW's weight decay would still shrink the latent).
     Returns (optimised latent, loss per iteration, features of the last iteration)."""
     first = 0 if config.optimise_first_frame else 1
     fixed = latents[:, :first].detach().float()  # (1, 0 or 1, C, h, w)
@@ -263,14 +273,17 @@ def optimise_latent(
     scaler = scaler or LossScaler(compute_dtype(unet))
     followed = has_targets(valid)
     losses, features = [], {}
-    with gradient_checkpointing(unet, config.gradient_checkpointing), record_features(
-        unet,
-        config.feature_layers,
-        num_frames=latents.shape[1],
-        latent_hw=tuple(latents.shape[-2:]),
-        kind=config.feature_kind,
-        stop_early=config.truncate_forward,
-    ) as recorder:
+    with (
+        gradient_checkpointing(unet, config.gradient_checkpointing),
+        record_features(
+            unet,
+            config.feature_layers,
+            num_frames=latents.shape[1],
+            latent_hw=tuple(latents.shape[-2:]),
+            kind=config.feature_kind,
+            stop_early=config.truncate_forward,
+        ) as recorder,
+    ):
         for _ in range(config.iterations):
 
             def closure():
@@ -294,9 +307,10 @@ def latent_gradient(unet, scheduler, latents, timestep, cond: Conditioning, box_
     variable = latents.detach().float().clone().requires_grad_(True)
     scaler = LossScaler(compute_dtype(unet)) if loss_scale is None else LossScaler(torch.float16, loss_scale)
     layers, frames, latent_hw = config.feature_layers, latents.shape[1], tuple(latents.shape[-2:])
-    with gradient_checkpointing(unet, config.gradient_checkpointing), record_features(
-        unet, layers, frames, latent_hw, config.feature_kind, config.truncate_forward
-    ) as recorder:
+    with (
+        gradient_checkpointing(unet, config.gradient_checkpointing),
+        record_features(unet, layers, frames, latent_hw, config.feature_kind, config.truncate_forward) as recorder,
+    ):
 
         def closure():
             return guidance_loss(unet, recorder, scheduler, variable, timestep, cond, box_cells, valid, config)
@@ -329,12 +343,49 @@ def guidance_scales(config: SGI2VConfig, device, dtype) -> torch.Tensor:
     return scales.view(1, -1, 1, 1, 1).to(device, dtype)
 
 
+def no_phase(name: str) -> ContextManager:
+    """The default `phase` of `sample` and `generate`: nothing around any part of a step. A
+    benchmark passes its timer instead (e.g. benchmarks/gpu_svd.py: `timer.phase`)."""
+    return nullcontext()
+
+
+def guidance_step(
+    unet,
+    scheduler,
+    latents: torch.Tensor,
+    timestep,
+    sigma: float,
+    cond: Conditioning,
+    box_cells: np.ndarray,
+    valid: np.ndarray,
+    config: SGI2VConfig,
+    scaler: LossScaler | None = None,
+    phase: Callable[[str], ContextManager] = no_phase,
+) -> tuple[torch.Tensor, dict]:
+    """SG-I2V at one optimised step (spec steps 3-4): `config.iterations` AdamW iterations on the
+    latent z_t (1, F, C, h, w) at noise level `sigma` (`optimise_latent`), then the frequency mix
+    (Sec. 3.4: the optimised latent's low frequencies with the original's high ones).
+    Returns (the latent to denoise, info): info has "latents_optimised" (before the mix),
+    "latents_mixed", "losses" (per iteration), "features" (of the last iteration) and
+    "loss_scale" (1 unless the UNet is float16)."""
+    scaler = scaler or LossScaler(compute_dtype(unet))
+    with phase("optimisation"), torch.enable_grad():
+        optimised, losses, features = optimise_latent(
+            unet, scheduler, latents, timestep, cond, box_cells, valid, config, sigma, scaler
+        )
+    mixed = optimised
+    if config.frequency_mix:
+        with phase("frequency mix"):
+            mixed = mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order)
+    info = dict(latents_optimised=optimised, latents_mixed=mixed, losses=losses, features=features)
+    return mixed, info | {"loss_scale": scaler.scale}
+
+
 @torch.no_grad()
-def denoise_step(unet, scheduler, latents: torch.Tensor, timestep, cond: Conditioning, scales: torch.Tensor):
-    """One step of SVD's sampler (spec step 5, as diffusers' pipeline does it): the UNet on the
-    [unconditional, conditional] batch, per-frame CFG with `scales` (1, F, 1, 1, 1), the Euler step.
-    latents: (1, F, C, h, w) float32. Returns (the scheduler's output: `prev_sample`, the latent of
-    the next step, and `pred_original_sample`, the model's x0 estimate; the guided noise prediction)."""
+def noise_prediction(unet, scheduler, latents: torch.Tensor, timestep, cond: Conditioning, scales: torch.Tensor):
+    """The UNet's noise prediction for latent z_t (1, F, C, h, w), as diffusers' pipeline makes it:
+    one forward on the [unconditional, conditional] batch, combined per frame with the CFG `scales`
+    (1, F, 1, 1, 1): uncond + scale x (cond - uncond). Without CFG, the conditional prediction."""
     model_input = unet_input(scheduler, latents, timestep, cond, unet.dtype)  # (B, F, 2C, h, w)
     noise_pred = unet(
         model_input, timestep, encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids
@@ -342,6 +393,15 @@ def denoise_step(unet, scheduler, latents: torch.Tensor, timestep, cond: Conditi
     if cond.image_latents.shape[0] == 2:  # CFG: unconditional + scale x (conditional - unconditional)
         uncond, conditional = noise_pred.chunk(2)
         noise_pred = uncond + scales * (conditional - uncond)
+    return noise_pred
+
+
+@torch.no_grad()
+def denoise_step(unet, scheduler, latents: torch.Tensor, timestep, cond: Conditioning, scales: torch.Tensor):
+    """One step of SVD's sampler (spec step 5): `noise_prediction`, then the Euler step.
+    latents: (1, F, C, h, w) float32. Returns (the scheduler's output: `prev_sample`, the latent of
+    the next step, and `pred_original_sample`, the model's x0 estimate; the guided noise prediction)."""
+    noise_pred = noise_prediction(unet, scheduler, latents, timestep, cond, scales)
     return scheduler.step(noise_pred.to(latents.dtype), timestep, latents), noise_pred
 
 
@@ -356,46 +416,41 @@ def sample(
     callback: Callable[[dict], None] | None = None,
     record_step_features: bool = False,
     progress: bool = True,
+    phase: Callable[[str], ContextManager] = no_phase,
 ) -> torch.Tensor:
     """Step 5: the denoising loop. latents: (1, F, C, h, w) scaled by the initial sigma; the
     scheduler must have its timesteps set. Returns the denoised latent.
 
     callback(info) gets, per step: "step", "timestep", "sigma", "latents" (z_t entering the step),
-    "optimised" (bool), and for optimised steps "latents_optimised" (before the frequency mix),
-    "latents_mixed", "losses" (per iteration), "features" (aligned/naive features of the last
-    iteration, layer -> (F, C, h, w)), "loss_scale" (1 unless the UNet is float16); after the UNet
-    "noise_pred", "denoised" (the model's estimate
-    of the clean latent at this step, x0) and "latents_next"; and with
-    `record_step_features`, "step_features" recorded during the CFG pass (conditional half)."""
+    "optimised" (bool); for optimised steps what `guidance_step` reports ("latents_optimised",
+    "latents_mixed", "losses", "features", "loss_scale"); after the UNet "noise_pred", "denoised"
+    (the model's x0 estimate at this step) and "latents_next"; with `record_step_features`,
+    "step_features": the features recorded during the CFG pass (conditional half).
+    phase(name): a context around each part of a step ("optimisation", "frequency mix", "denoising")."""
     scales = guidance_scales(config, latents.device, latents.dtype)
     optimised_steps = set(config.optimised_steps) if config.guidance and box_cells is not None else set()
-    latent_hw = tuple(latents.shape[-2:])
     check_weight_decay(config, scheduler, optimised_steps)
-    scaler = LossScaler(compute_dtype(unet))
+    scaler = LossScaler(compute_dtype(unet))  # one for the whole run: a scale found too large is lowered once
     for step, timestep in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
-        info = {"step": step, "timestep": timestep, "sigma": float(scheduler.sigmas[step]), "latents": latents}
+        sigma = float(scheduler.sigmas[step])
+        info = {"step": step, "timestep": timestep, "sigma": sigma, "latents": latents}
         info["optimised"] = step in optimised_steps and config.iterations > 0
         if info["optimised"]:
-            with torch.enable_grad():
-                optimised, losses, features = optimise_latent(
-                    unet, scheduler, latents, timestep, cond, box_cells, valid, config, info["sigma"], scaler
-                )
-            mixed = (
-                mix_frequencies(optimised, latents, config.lowpass_cutoff, config.lowpass_order)
-                if config.frequency_mix
-                else optimised
+            latents, guided = guidance_step(
+                unet, scheduler, latents, timestep, sigma, cond, box_cells, valid, config, scaler, phase
             )
-            info.update(latents_optimised=optimised, latents_mixed=mixed, losses=losses, features=features)
-            info["loss_scale"] = scaler.scale
-            latents = mixed
+            info.update(guided)
 
-        if record_step_features:
-            layers, kind = config.feature_layers, config.feature_kind
-            with record_features(unet, layers, latents.shape[1], latent_hw, kind=kind) as rec:
-                step_output, noise_pred = denoise_step(unet, scheduler, latents, timestep, cond, scales)
-            info["step_features"] = dict(rec.features)
-        else:
+        layers, frames, latent_hw = config.feature_layers, latents.shape[1], tuple(latents.shape[-2:])
+        recording = (
+            record_features(unet, layers, frames, latent_hw, config.feature_kind)
+            if record_step_features
+            else nullcontext()
+        )
+        with phase("denoising"), recording as recorder:
             step_output, noise_pred = denoise_step(unet, scheduler, latents, timestep, cond, scales)
+        if record_step_features:
+            info["step_features"] = dict(recorder.features)
         latents = step_output.prev_sample
         info.update(noise_pred=noise_pred, denoised=step_output.pred_original_sample, latents_next=latents)
         if callback is not None:
@@ -494,15 +549,19 @@ def generate(
     callback: Callable[[dict], None] | None = None,
     record_step_features: bool = False,
     progress: bool = True,
+    phase: Callable[[str], ContextManager] = no_phase,
 ) -> GenerationResult:
-    """Image (PIL) + tracks -> video. `tracks=None` or `config.guidance=False`: plain SVD."""
+    """Image (PIL) + tracks -> video. `tracks=None` or `config.guidance=False`: plain SVD.
+    callback and record_step_features: see `sample`; phase(name): a context around each part of the
+    run ("encode", "offload", "decode" and `sample`'s), for benchmarks to time."""
     pipe.unet.requires_grad_(False)  # gradients go to the latent only
 
     # 1-4. sizes, conditioning, boxes on the latent grid, initial noise
-    run = prepare(pipe, image, tracks, config)
+    with phase("encode"):
+        run = prepare(pipe, image, tracks, config)
 
     # 5. denoising, with SG-I2V's optimisation at the chosen steps (with `offload`, only the UNet on the GPU)
-    with offloaded([pipe.vae, pipe.image_encoder], enabled=config.offload):
+    with offloaded([pipe.vae, pipe.image_encoder], enabled=config.offload, phase=phase):
         latents = sample(
             pipe.unet,
             run.scheduler,
@@ -514,9 +573,10 @@ def generate(
             callback=callback,
             record_step_features=record_step_features,
             progress=progress,
+            phase=phase,
         )
 
     # 6. decode (with `offload`, the UNet waits in system RAM)
-    with offloaded([pipe.unet], enabled=config.offload):
+    with offloaded([pipe.unet], enabled=config.offload, phase=phase), phase("decode"):
         frames = decode(pipe, latents, run.config.decode_chunk_size)
     return GenerationResult(frames=frames, boxes_px=run.boxes_px, latents=latents, config=run.config)

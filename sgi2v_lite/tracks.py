@@ -23,7 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, shorten
+
+# Limits on a tracks file, far beyond any drawn by hand; past them it is a mistake or an attack.
+MAX_TRACKS = 100
+MAX_POINTS = 10_000  # per path
+MAX_PIXELS = 1_000_000  # largest image side and |coordinate|, in pixels
+MAX_FILE_BYTES = 64_000_000
+
+# (W, H) of the images the reference implementation's traj.npy files are drawn on
+REFERENCE_IMAGE_SIZE = (1024, 576)
 
 
 @dataclass
@@ -81,7 +90,7 @@ class Tracks:
         first_boxes = np.array([t.box for t in self.tracks], dtype=np.float64).reshape(-1, 1, 4)
         return first_boxes + np.concatenate([offsets, offsets], axis=-1)
 
-    def rescaled(self, new_size: tuple[int, int]) -> "Tracks":
+    def rescaled(self, new_size: tuple[int, int]) -> Tracks:
         """The same tracks in pixels of the image resized to `new_size` = (W, H)."""
         sx = new_size[0] / self.image_size[0]
         sy = new_size[1] / self.image_size[1]
@@ -99,16 +108,27 @@ class Tracks:
 
 # --------------------------------------------------------------------------- parsing
 def _number(value, where: str) -> float:
+    """A coordinate or size in pixels: a finite number of at most `MAX_PIXELS` in magnitude."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{where}: expected a number, got {json.dumps(value)}")
-    if not math.isfinite(value):
+        raise InputError(f"{where}: expected a number, got {_shown(value)}")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity, or 1e400 (read as inf)
         raise InputError(f"{where}: expected a finite number, got {value}")
+    if abs(value) > MAX_PIXELS:
+        raise InputError(f"{where}: expected at most {MAX_PIXELS} pixels in magnitude, got {shorten(str(value))}")
     return float(value)
+
+
+def _shown(value) -> str:
+    """A JSON value as it goes into an error message, shortened."""
+    try:
+        return shorten(json.dumps(value))
+    except RecursionError:
+        return "a deeply nested list"
 
 
 def _numbers(value, count: int, where: str, what: str) -> list[float]:
     if not isinstance(value, (list, tuple)) or len(value) != count:
-        got = f"{len(value)} values" if isinstance(value, (list, tuple)) else json.dumps(value)
+        got = f"{len(value)} values" if isinstance(value, (list, tuple)) else _shown(value)
         raise InputError(f"{where}: expected {count} numbers {what}, got {got}")
     return [_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
@@ -125,9 +145,11 @@ def parse_tracks(data) -> Tracks:
     if width <= 0 or height <= 0 or width != int(width) or height != int(height):
         raise InputError(f"field 'image_size': expected two positive integers [W, H], got {data['image_size']}")
     if not isinstance(data["tracks"], list):
-        raise InputError("field 'tracks': expected a list of {\"box\": ..., \"path\": ...} objects")
+        raise InputError('field \'tracks\': expected a list of {"box": ..., "path": ...} objects')
     if not data["tracks"]:
         raise InputError("field 'tracks': the list is empty, give at least one track")
+    if len(data["tracks"]) > MAX_TRACKS:
+        raise InputError(f"field 'tracks': {len(data['tracks'])} tracks, at most {MAX_TRACKS} are supported")
 
     tracks = []
     for n, item in enumerate(data["tracks"]):
@@ -150,23 +172,44 @@ def parse_tracks(data) -> Tracks:
         path = item["path"]
         if not isinstance(path, list) or not path:
             raise InputError(f"{where}: field 'path': expected a non-empty list of [x, y] points")
+        if len(path) > MAX_POINTS:
+            raise InputError(f"{where}: field 'path': {len(path)} points, at most {MAX_POINTS} are supported")
         points = [tuple(_numbers(p, 2, f"{where}: field 'path' point {i}", "[x, y]")) for i, p in enumerate(path)]
         tracks.append(Track(box=(x0, y0, x1, y1), path=points))
     return Tracks(image_size=(int(width), int(height)), tracks=tracks)
 
 
 def load_tracks(path: str | Path) -> Tracks:
-    """Read and validate a tracks JSON file."""
+    """Read and validate a tracks JSON file. Raises `InputError` for a missing, unreadable, huge or
+    non-JSON file, for JSON nested too deeply for Python's parser, and for anything `parse_tracks` refuses."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"tracks file not found: {path}")
+    _check_file(path, "tracks file")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"tracks file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}")
+        text = path.read_text()
     except UnicodeDecodeError:
-        raise InputError(f"tracks file {path} is not a text (JSON) file")
+        raise InputError(f"tracks file {path} is not a text (JSON) file") from None
+    except OSError as err:
+        raise InputError(f"cannot read tracks file {path}: {err.strerror or err}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}"
+        raise InputError(f"tracks file {path} is not valid JSON: {err.msg} at {where}") from None
+    except RecursionError:
+        raise InputError(f"tracks file {path} is nested too deeply to be tracks JSON") from None
+    except ValueError:  # json's guard against integers of thousands of digits
+        raise InputError(f"tracks file {path} holds an integer too long to read (over 4300 digits)") from None
     return parse_tracks(data)
+
+
+def _check_file(path: Path, what: str) -> None:
+    """Raise `InputError` unless `path` is an existing file of at most `MAX_FILE_BYTES`."""
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder, not a file")
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise InputError(f"{what} {path} has {path.stat().st_size} bytes; at most {MAX_FILE_BYTES} are read")
 
 
 # ----------------------------------------------------------------------- resampling
@@ -228,12 +271,18 @@ def clip_cells(box_cells: np.ndarray, grid_hw: tuple[int, int]) -> np.ndarray:
 
 
 # ------------------------------------------------------- reference traj.npy layout
-def from_reference_traj(traj: np.ndarray, image_size: tuple[int, int] = (1024, 576)) -> Tracks:
+def from_reference_traj(traj: np.ndarray, image_size: tuple[int, int] = REFERENCE_IMAGE_SIZE) -> Tracks:
     """Tracks from the reference implementation's array (N, 2 + F, 2); its examples are drawn on
     1024 x 576 images, the default `image_size` (W, H)."""
     traj = np.asarray(traj)
     if traj.ndim != 3 or traj.shape[1] < 3 or traj.shape[2] != 2:
         raise InputError(f"reference trajectory: expected an array of shape (N, 2 + F, 2), got {traj.shape}")
+    if traj.dtype.kind not in "iuf":
+        raise InputError(f"reference trajectory: expected real numbers, got an array of {traj.dtype}")
+    if not 0 < traj.shape[0] <= MAX_TRACKS or traj.shape[1] > 2 + MAX_POINTS:
+        raise InputError(
+            f"reference trajectory: shape {traj.shape}, expected 1 to {MAX_TRACKS} tracks of up to {MAX_POINTS} points"
+        )
     data = {
         "image_size": list(image_size),
         "tracks": [{"box": [*t[0].tolist(), *t[1].tolist()], "path": t[2:].tolist()} for t in traj],
@@ -247,12 +296,13 @@ def to_reference_traj(tracks: Tracks, num_frames: int) -> np.ndarray:
     return np.concatenate([corners, tracks.centres(num_frames)], axis=1)
 
 
-def load_reference_traj(path: str | Path, image_size: tuple[int, int] = (1024, 576)) -> Tracks:
+def load_reference_traj(path: str | Path, image_size: tuple[int, int] = REFERENCE_IMAGE_SIZE) -> Tracks:
+    """Tracks from the reference implementation's traj.npy. The file is memory-mapped, so a header
+    that claims a huge array is refused without reading it."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"trajectory file not found: {path}")
+    _check_file(path, "trajectory file")
     try:
-        traj = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise InputError(f"{path} is not a NumPy .npy array: {err}")
+        traj = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(f"{path} is not a NumPy .npy array: {err}") from err
     return from_reference_traj(traj, image_size)

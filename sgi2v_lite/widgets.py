@@ -44,14 +44,12 @@ from ipycanvas import MultiCanvas, hold_canvas
 
 from .config import SGI2VConfig
 from .errors import InputError
-from .models import auto_model_name, default_config
+from .models import PROFILES, default_config, profile_name
 from .tracks import Track, Tracks, load_reference_traj, load_tracks, parse_tracks, resample_path
 from .viz import track_colour
 
 MODES = ("draw", "move")
 CAMERA_MOTIONS = ("zoom in", "zoom out", "pan left", "pan right", "pan up", "pan down")
-MODEL_FRAMES = {"svd": 14, "svd-xt": 25, "toy": 8, "tiny-random": 4}  # each model's own frame count
-REFERENCE_IMAGE_SIZE = (1024, 576)  # the reference implementation draws its traj.npy on 1024 x 576 images
 CLICK_TOLERANCE_PX = 3  # screen pixels: a press and release closer than this is a click, not a drag
 UNDO_LIMIT = 200
 
@@ -89,8 +87,10 @@ def camera_motion(kind: str, image_size: tuple[int, int], num_frames: int, amoun
         scene_moves = {"pan left": (1, 0), "pan right": (-1, 0), "pan up": (0, 1), "pan down": (0, -1)}[kind]
         ends = starts + np.array(scene_moves) * [width * amount, height * amount]
     return [
-        Track(box=(_round(x - half), _round(y - half), _round(x + half), _round(y + half)),
-              path=_per_frame([(x, y), end], num_frames))  # fmt: skip
+        Track(
+            box=(_round(x - half), _round(y - half), _round(x + half), _round(y + half)),
+            path=_per_frame([(x, y), end], num_frames),
+        )
         for (x, y), end in zip(starts, ends)
     ]
 
@@ -310,7 +310,7 @@ def _parse_numbers(text: str, where: str) -> list[float]:
     try:
         return [float(v) for v in re.split(r"[\s,;]+", text.strip().strip("[]()")) if v]
     except ValueError:
-        raise InputError(f"numeric entry: {where}: expected numbers, got {text.strip()!r}")
+        raise InputError(f"numeric entry: {where}: expected numbers, got {text.strip()!r}") from None
 
 
 class TrackEditor(widgets.VBox):
@@ -340,7 +340,7 @@ class TrackEditor(widgets.VBox):
     ):
         super().__init__()
         self.image = self._as_pil(image)
-        self.model = model = auto_model_name() if model == "auto" else model
+        self.model = model  # "auto" is resolved by load_pipeline
         self.config = config or default_config(pipe if hasattr(pipe, "unet") else model, device)
         self.pipe = pipe
         self.device = device
@@ -354,7 +354,11 @@ class TrackEditor(widgets.VBox):
         fit = min(display_size[0] / width, display_size[1] / height)
         canvas_size = (max(1, round(width * fit)), max(1, round(height * fit)))
         self.scale = (canvas_size[0] / width, canvas_size[1] / height)  # (x, y) screen px per image px
-        frames = num_frames or self.config.num_frames or MODEL_FRAMES.get(str(model), 14)
+        frames = (
+            num_frames
+            or self.config.num_frames
+            or PROFILES[profile_name(pipe if pipe is not None else model)].num_frames
+        )
         self.state = EditorState((width, height), frames, click_tolerance=CLICK_TOLERANCE_PX / min(self.scale))
         self._saved_revision = 0
 
@@ -388,7 +392,7 @@ class TrackEditor(widgets.VBox):
         a 1024 x 576 image, rescaled to this one)."""
         path = Path(path)
         if path.suffix.lower() == ".npy":
-            tracks = load_reference_traj(path, REFERENCE_IMAGE_SIZE)
+            tracks = load_reference_traj(path)
         else:
             tracks = load_tracks(path)
         self.state.replace_all(tracks)
@@ -435,8 +439,14 @@ class TrackEditor(widgets.VBox):
         self.box_entry = widgets.Text(placeholder="x0, y0, x1, y1", description="Box")
         self.path_entry = widgets.Text(placeholder="x, y; x, y; ...  (empty: static)", description="Path")
         self.add_button = button(description="Add track")
-        numeric = widgets.VBox([widgets.HTML("Boxes and paths in image pixels, if the canvas does not show."),
-                                self.box_entry, self.path_entry, self.add_button])  # fmt: skip
+        numeric = widgets.VBox(
+            [
+                widgets.HTML("Boxes and paths in image pixels, if the canvas does not show."),
+                self.box_entry,
+                self.path_entry,
+                self.add_button,
+            ]
+        )
         self.numeric_entry = widgets.Accordion(children=[numeric], selected_index=None)
         self.numeric_entry.set_title(0, "Numeric entry")  # (ipywidgets 7, as on Colab, has no `titles`)
 
@@ -453,18 +463,23 @@ class TrackEditor(widgets.VBox):
         self.canvas.on_client_ready(self._redraw)  # a new view starts blank: paint it
         self.mode_buttons.observe(self._on_mode, names="value")
         for widget, handler in [
-            (self.anchor_button, self._on_anchor), (self.delete_button, self._on_delete),
-            (self.undo_button, self._on_undo), (self.clear_button, self._on_clear),
-            (self.camera_button, self._on_camera), (self.save_button, self._on_save),
-            (self.load_button, self._on_load), (self.add_button, self._on_add),
+            (self.anchor_button, self._on_anchor),
+            (self.delete_button, self._on_delete),
+            (self.undo_button, self._on_undo),
+            (self.clear_button, self._on_clear),
+            (self.camera_button, self._on_camera),
+            (self.save_button, self._on_save),
+            (self.load_button, self._on_load),
+            (self.add_button, self._on_add),
             (self.generate_button, self._on_generate),
-        ]:  # fmt: skip
+        ]:
             widget.on_click(handler)
 
         self.children = [
             self.help,
-            widgets.HBox([self.mode_buttons, self.anchor_button, self.delete_button, self.undo_button,
-                          self.clear_button]),  # fmt: skip
+            widgets.HBox(
+                [self.mode_buttons, self.anchor_button, self.delete_button, self.undo_button, self.clear_button]
+            ),
             self.canvas,
             self.track_list,
             widgets.HBox([self.camera_choice, self.camera_button, self.file_path, self.save_button, self.load_button]),
@@ -555,7 +570,7 @@ class TrackEditor(widgets.VBox):
         try:
             track = parse_tracks({"image_size": list(self.state.image_size), "tracks": [{"box": box, "path": path}]})
         except InputError as err:
-            raise InputError("numeric entry: " + str(err).removeprefix("track 0: "))
+            raise InputError("numeric entry: " + str(err).removeprefix("track 0: ")) from None
         track = track.tracks[0]
         self.state.add_track(track.box, track.path if self.path_entry.value.strip() else None)
         self._changed()
@@ -594,7 +609,9 @@ class TrackEditor(widgets.VBox):
             self.video.layout.display = None
             self.result = result
             frames = result.frames
-            self.show_message(f"video: {frames.shape[0]} frames of {frames.shape[2]} x {frames.shape[1]} ({self.video_path})")
+            self.show_message(
+                f"video: {frames.shape[0]} frames of {frames.shape[2]} x {frames.shape[1]} ({self.video_path})"
+            )
             return result
         finally:
             self.generate_button.disabled = False
@@ -727,8 +744,10 @@ class TrackEditor(widgets.VBox):
             box = ", ".join(f"{v:g}" for v in track.box)
             motion = "static (anchor)" if track.is_static else f"path of {len(track.path)} points"
             mark = " &larr; selected" if index == self.state.selected else ""
-            rows.append(f'<span style="color:{_rgb(track_colour(index))}">&#9632;</span> '
-                        f"track {index}: box [{box}], {motion}{mark}")  # fmt: skip
+            rows.append(
+                f'<span style="color:{_rgb(track_colour(index))}">&#9632;</span> '
+                f"track {index}: box [{box}], {motion}{mark}"
+            )
         width, height = self.state.image_size
         header = f"image {width} x {height} px, {self.num_frames} frames, {len(rows)} track(s)"
         self.track_list.value = "<br>".join([header, *rows])

@@ -1,10 +1,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import unet_inputs
+
 from sgi2v_lite.attention import (
-    FeatureRecordingProcessor,
+    default_feature_layers,
     last_hooked_block,
     record_features,
     run_to_features,
@@ -12,7 +12,7 @@ from sgi2v_lite.attention import (
 )
 from sgi2v_lite.config import SVD_FEATURE_LAYERS
 from sgi2v_lite.loss import box_loss, feature_map
-from sgi2v_lite.models import SVD_UNET_CONFIG, default_feature_layers
+from sgi2v_lite.models import SVD_UNET_CONFIG
 
 FRAMES = 3
 

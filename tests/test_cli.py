@@ -4,9 +4,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REFERENCE_TRAJ, ROOT
 from PIL import Image
 
-from conftest import REFERENCE_TRAJ, ROOT
 from sgi2v_lite.cli import main
 from sgi2v_lite.video import read_video
 
@@ -23,8 +23,19 @@ def inputs(tmp_path, tiny_image, tiny_tracks):
 @pytest.mark.parametrize("suffix", [".npz", ".mp4", ".gif"])
 def test_generate_writes_a_video_with_f_frames(inputs, suffix, capsys):
     out = inputs / f"video{suffix}"
-    code = main(["generate", "--image", str(inputs / "image.png"), "--tracks", str(inputs / "tracks.json"),
-                 "--out", str(out), "--overlay", *FAST])  # fmt: skip
+    code = main(
+        [
+            "generate",
+            "--image",
+            str(inputs / "image.png"),
+            "--tracks",
+            str(inputs / "tracks.json"),
+            "--out",
+            str(out),
+            "--overlay",
+            *FAST,
+        ]
+    )
     assert code == 0
     frames = read_video(out)
     assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
@@ -45,10 +56,12 @@ def test_overlay_draws_the_track_colours(inputs):
 def test_python_dash_m_entry_point(inputs):
     out = inputs / "v.npz"
     result = subprocess.run(
-        [sys.executable, "-m", "sgi2v_lite", "generate", "--image", str(inputs / "image.png"), "--out", str(out),
-         "--tracks", str(inputs / "tracks.json"), "--no-guidance", "--strip", str(inputs / "strip.png"), *FAST],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [sys.executable, "-m", "sgi2v_lite", "generate", "--image", str(inputs / "image.png"), "--out", str(out)]
+        + ["--tracks", str(inputs / "tracks.json"), "--no-guidance", "--strip", str(inputs / "strip.png"), *FAST],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     assert "unguided" in result.stdout and out.is_file() and (inputs / "strip.png").is_file()
     strip = np.asarray(Image.open(inputs / "strip.png"))
@@ -86,10 +99,10 @@ def bad(inputs, tmp_path):
         (["--image", image, "--tracks", str(tmp_path / "none.json")], "tracks file not found"),
         (["--image", image, "--model", "sdxl"], "unknown model 'sdxl'"),
         (["--image", image, "--model", str(tmp_path)], "holds no model_index.json"),
-        (["--image", image, "--steps", "0"], "--steps: expected a positive integer, got 0"),
-        (["--image", image, "--frames", "-3"], "--frames: expected a positive integer"),
-        (["--image", image, "--frames", "1"], "'num_frames' must be at least 2"),
-        (["--image", image, "--steps", "x"], "expected a positive integer, got 'x'"),
+        (["--image", image, "--steps", "0"], "--steps: expected an integer from 1 to 1000, got 0"),
+        (["--image", image, "--frames", "-3"], "--frames: expected an integer from 2 to 128, got -3"),
+        (["--image", image, "--frames", "1"], "--frames: expected an integer from 2 to 128, got 1"),
+        (["--image", image, "--steps", "x"], "--steps: expected an integer from 1 to 1000, got 'x'"),
         (["--image", image, "--preset", "fast"], "invalid choice: 'fast'"),
         (["--image", image, "--height", "50"], "'height' must be a multiple of 4"),
         (["--image", image, "--set", "learning_rate"], "expected KEY=VALUE"),
@@ -124,7 +137,11 @@ def test_rgba_greyscale_and_odd_sizes_work(tmp_path):
         Image.new(mode, size).save(path)
         tracks = tmp_path / "t.json"
         w, h = size
-        tracks.write_text(json.dumps({"image_size": [w, h], "tracks": [{"box": [0, 0, w / 2, h / 2], "path": [[w / 4, h / 4], [w, h]]}]}))
+        tracks.write_text(
+            json.dumps(
+                {"image_size": [w, h], "tracks": [{"box": [0, 0, w / 2, h / 2], "path": [[w / 4, h / 4], [w, h]]}]}
+            )
+        )
         out = tmp_path / f"{mode}.npz"
         assert main(["generate", "--image", str(path), "--tracks", str(tracks), "--out", str(out), *FAST]) == 0
         assert read_video(out).shape == (4, 32, 32, 3)
@@ -141,7 +158,9 @@ def test_tracks_convert_round_trip(tmp_path, capsys):
     from PIL import Image
 
     Image.new("RGB", (2048, 1152)).save(tmp_path / "big.png")
-    assert main(["tracks", "convert", str(source), str(tmp_path / "big.json"), "--image", str(tmp_path / "big.png")]) == 0
+    assert (
+        main(["tracks", "convert", str(source), str(tmp_path / "big.json"), "--image", str(tmp_path / "big.png")]) == 0
+    )
     assert json.loads((tmp_path / "big.json").read_text())["image_size"] == [2048, 1152]
     # resampling to another frame count on export
     assert main(["tracks", "convert", str(tmp_path / "t.json"), str(tmp_path / "t25.npy"), "--frames", "25"]) == 0
@@ -151,14 +170,21 @@ def test_tracks_convert_round_trip(tmp_path, capsys):
 
 
 def test_evaluate_prints_and_writes_the_table_and_applies_its_settings(tmp_path, capsys):
-    """`evaluate` on one held-out toy scene: the table (header, real videos, real videos through the VAE, the asked row) goes to
-    stdout and --out; --set changes every row's settings (a still motion bucket moves the object
-    less, so ObjMC changes); unknown rows and settings are named errors."""
+    """`evaluate` on one held-out toy scene: the table (header, real videos, real videos through the
+    VAE, the asked row) goes to stdout and --out; --set changes every row's settings (a still motion
+    bucket moves the object less, so ObjMC changes); unknown rows and settings are named errors."""
+
     def objmc(*extra):
         out = tmp_path / f"table{len(extra)}.md"
-        assert main(["evaluate", "--model", "toy", "--scenes", "1", "--rows", "unguided", "--out", str(out), *extra]) == 0
+        assert (
+            main(["evaluate", "--model", "toy", "--scenes", "1", "--rows", "unguided", "--out", str(out), *extra]) == 0
+        )
         lines = out.read_text().splitlines()
-        assert [line.split(" | ")[0] for line in lines[2:]] == ["| real videos (their own motion)", "| real videos through the VAE", "| unguided"]
+        assert [line.split(" | ")[0] for line in lines[2:]] == [
+            "| real videos (their own motion)",
+            "| real videos through the VAE",
+            "| unguided",
+        ]
         assert all(line.count("|") == 10 for line in lines)
         return float(lines[4].split(" | ")[1])
 

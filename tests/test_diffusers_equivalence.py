@@ -18,8 +18,15 @@ from sgi2v_lite.sampler import generate
 def pipe_224():
     """diffusers' tiny SVD test components, but a CLIP of 224 px in 56 px patches (16 tokens)."""
     tiny = tiny_random_pipeline()
-    clip = dict(hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4, image_size=224,
-                intermediate_size=37, patch_size=56)  # fmt: skip
+    clip = dict(
+        hidden_size=32,
+        projection_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=224,
+        intermediate_size=37,
+        patch_size=56,
+    )
     return build_pipeline(dict(tiny.unet.config), dict(tiny.vae.config), clip, seed=0)
 
 
@@ -35,17 +42,36 @@ def photo():
 @pytest.mark.parametrize("max_guidance_scale", [3.0, 1.0])  # with and without CFG
 def test_unguided_generate_is_diffusers_pipeline(pipe_224, photo, max_guidance_scale):
     config = get_preset("toy").replace(
-        height=64, width=64, num_frames=4, num_inference_steps=5, optimised_steps=(), guidance=False, seed=3,
-        max_guidance_scale=max_guidance_scale, decode_chunk_size=2, motion_bucket_id=100, fps=6,
-    )  # fmt: skip
+        height=64,
+        width=64,
+        num_frames=4,
+        num_inference_steps=5,
+        optimised_steps=(),
+        guidance=False,
+        seed=3,
+        max_guidance_scale=max_guidance_scale,
+        decode_chunk_size=2,
+        motion_bucket_id=100,
+        fps=6,
+    )
     ours = generate(pipe_224, photo, None, config, progress=False)
 
     def theirs(output_type):
         return pipe_224(
-            photo, height=64, width=64, num_frames=4, num_inference_steps=5, min_guidance_scale=1.0,
-            max_guidance_scale=max_guidance_scale, fps=6, motion_bucket_id=100, noise_aug_strength=0.02,
-            decode_chunk_size=2, generator=torch.Generator().manual_seed(3), output_type=output_type,
-        ).frames  # fmt: skip
+            photo,
+            height=64,
+            width=64,
+            num_frames=4,
+            num_inference_steps=5,
+            min_guidance_scale=1.0,
+            max_guidance_scale=max_guidance_scale,
+            fps=6,
+            motion_bucket_id=100,
+            noise_aug_strength=0.02,
+            decode_chunk_size=2,
+            generator=torch.Generator().manual_seed(3),
+            output_type=output_type,
+        ).frames
 
     # Latents: the same computation in the same order, so equal to float32 rounding. The
     # tolerance is 1e-5 of the latent's scale (a different resize or noise draw moves it by > 1e-2).

@@ -6,8 +6,8 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
+
 from sgi2v_lite.exercises import EXERCISES, check
 
 SOLUTIONS = ROOT / "notebooks" / "solutions"
@@ -17,7 +17,11 @@ def solution(name):
     spec = importlib.util.spec_from_file_location(name, SOLUTIONS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    functions = [v for k, v in vars(module).items() if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == name]
+    functions = [
+        v
+        for k, v in vars(module).items()
+        if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == name
+    ]
     assert len(functions) == 1, f"{name}.py should define one function"
     return functions[0]
 

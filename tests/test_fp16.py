@@ -31,16 +31,17 @@ def first_optimised_step(pipe, image, tracks, config):
 
 def gradient(pipe, image, tracks, config, **kwargs):
     run, timestep, latents = first_optimised_step(pipe, image, tracks, config)
-    return latent_gradient(pipe.unet, run.scheduler, latents, timestep, run.cond, run.box_cells, run.valid,
-                           run.config, **kwargs)  # fmt: skip
+    return latent_gradient(
+        pipe.unet, run.scheduler, latents, timestep, run.cond, run.box_cells, run.valid, run.config, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
 def demo_inputs():
+    from conftest import ROOT
+
     from sgi2v_lite.tracks import load_tracks
     from sgi2v_lite.video import load_image
-
-    from conftest import ROOT
 
     return load_image(ROOT / "data/examples/shapes.png"), load_tracks(ROOT / "data/examples/shapes.json")
 

@@ -30,9 +30,9 @@ sys.exit(code)
 
 @pytest.mark.slow
 def test_full_size_svd_generates_a_guided_video_from_a_saved_folder(tmp_path, capsys):
-    from sgi2v_lite.video import load_image
-
     from conftest import ROOT
+
+    from sgi2v_lite.video import load_image
 
     folder, out = tmp_path / "svd", tmp_path / "video.npz"
     built = subprocess.run([sys.executable, "-c", BUILD, str(folder)], capture_output=True, text=True, check=True)
@@ -43,13 +43,35 @@ def test_full_size_svd_generates_a_guided_video_from_a_saved_folder(tmp_path, ca
     assert json.loads((folder / "unet" / "config.json").read_text())["num_frames"] == 14
 
     tracks = tmp_path / "tracks.json"
-    tracks.write_text(json.dumps({"image_size": [64, 64], "tracks": [
-        {"box": [8, 8, 32, 32], "path": [[20, 20], [44, 30]]}, {"box": [40, 40, 60, 60], "path": [[50, 50]]}]}))  # fmt: skip
+    tracks.write_text(
+        json.dumps(
+            {
+                "image_size": [64, 64],
+                "tracks": [
+                    {"box": [8, 8, 32, 32], "path": [[20, 20], [44, 30]]},
+                    {"box": [40, 40, 60, 60], "path": [[50, 50]]},
+                ],
+            }
+        )
+    )
     image = ROOT / "data/examples/shapes.png"  # 256 x 256: resized to 64 x 64, the tracks rescaled with it
     assert load_image(image).size == (256, 256)
-    cli = [sys.executable, "-m", "sgi2v_lite", "generate", "--model", str(folder), "--image", str(image),
-           "--tracks", str(tracks), "--out", str(out), "--height", "64", "--width", "64", "--frames", "4",
-           "--steps", "3", "--set", "optimised_steps=[1]", "--set", "iterations=1", "--quiet", "--dtype", "float32"]  # fmt: skip
+    cli = [
+        sys.executable,
+        "-m",
+        "sgi2v_lite",
+        "generate",
+        "--model",
+        str(folder),
+        "--image",
+        str(image),
+        "--tracks",
+        str(tracks),
+        "--out",
+        str(out),
+        *"--height 64 --width 64 --frames 4 --steps 3 --set optimised_steps=[1] --set iterations=1".split(),
+        *"--quiet --dtype float32".split(),
+    ]
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-c", PEAK_RSS, *cli], capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -59,5 +81,7 @@ def test_full_size_svd_generates_a_guided_video_from_a_saved_folder(tmp_path, ca
     assert frames.shape == (4, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 0
     peak_gb = int(run.stdout.split("peak_rss_kb")[-1]) / 2**20
     with capsys.disabled():
-        print(f"\n[full-size SVD, fp32 on the CPU] load + guided 64 x 64 x 4 frames, 3 steps, 1 optimised: "
-              f"{seconds:.0f} s wall, peak RSS {peak_gb:.1f} GB; {run.stdout.splitlines()[-2]}")  # fmt: skip
+        print(
+            f"\n[full-size SVD, fp32 on the CPU] load + guided 64 x 64 x 4 frames, 3 steps, 1 optimised: "
+            f"{seconds:.0f} s wall, peak RSS {peak_gb:.1f} GB; {run.stdout.splitlines()[-2]}"
+        )

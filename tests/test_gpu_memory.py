@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -26,8 +25,14 @@ def tiny_phases(fake: bool) -> dict[str, int]:
 
     unet_config = dict(tiny_random_pipeline().unet.config)
     frames, latent_hw = 4, (16, 16)
-    config = get_preset("toy").replace(height=32, width=32, num_frames=frames, iterations=1, optimised_steps=(1,),
-                                       feature_layers=("up_blocks.1.attentions.1.transformer_blocks.0.attn1",))  # fmt: skip
+    config = get_preset("toy").replace(
+        height=32,
+        width=32,
+        num_frames=frames,
+        iterations=1,
+        optimised_steps=(1,),
+        feature_layers=("up_blocks.1.attentions.1.transformer_blocks.0.attn1",),
+    )
     scheduler = svd_scheduler()
     scheduler.set_timesteps(4)
     scheduler.set_begin_index(1)
@@ -45,19 +50,27 @@ def tiny_phases(fake: bool) -> dict[str, int]:
             torch.set_default_dtype(torch.float32)
         unet.requires_grad_(False)
         torch.manual_seed(0)  # real values of the scale of a generation's (a fake run ignores them)
-        cond = Conditioning(torch.randn(2, 1, 32, dtype=torch.float16), torch.randn(2, frames, 4, *latent_hw, dtype=torch.float16),
-                            torch.tensor([[6.0, 127.0, 0.02]] * 2, dtype=torch.float16))  # fmt: skip
+        cond = Conditioning(
+            torch.randn(2, 1, 32, dtype=torch.float16),
+            torch.randn(2, frames, 4, *latent_hw, dtype=torch.float16),
+            torch.tensor([[6.0, 127.0, 0.02]] * 2, dtype=torch.float16),
+        )
         latents = torch.randn(1, frames, 4, *latent_hw) * sigma
         state = [unet, latents, cond.image_embeddings, cond.image_latents, cond.added_time_ids]
         scales = guidance_scales(config, "cpu", torch.float32)
-        results["denoise"], _ = gpu_memory.peak(state, lambda: denoise_step(unet, scheduler, latents, timestep, cond, scales))
+        results["denoise"], _ = gpu_memory.peak(
+            state, lambda: denoise_step(unet, scheduler, latents, timestep, cond, scales)
+        )
         for checkpointing in (False, "diffusers", True):  # none, diffusers' own, memory.gradient_checkpointing
             setting = config.replace(gradient_checkpointing=checkpointing is True)
             if checkpointing == "diffusers":
                 unet.enable_gradient_checkpointing()
             with torch.enable_grad():
                 results[f"optimise, checkpointing {checkpointing}"], (optimised, _, _) = gpu_memory.peak(
-                    state, lambda: optimise_latent(unet, scheduler, latents, timestep, cond, cells, valid, setting, sigma)
+                    state,
+                    lambda setting=setting: optimise_latent(
+                        unet, scheduler, latents, timestep, cond, cells, valid, setting, sigma
+                    ),
                 )
             unet.disable_gradient_checkpointing()
         results["mix"], _ = gpu_memory.peak([*state, optimised], lambda: mix_frequencies(optimised, latents, 0.5, 4))

@@ -126,7 +126,9 @@ def test_a_box_leaving_at_the_top_left_keeps_its_whole_box_weights():
     target = features[0, :, 1:5, 1:5]
     error = ((features[1, :, 0:2, 0:2] - target[:, 2:4, 2:4]) ** 2).mean(0)
     weights = gaussian_weights(4, 4)[2:4, 2:4]
-    torch.testing.assert_close(box_loss(features, cells, np.ones((1, 2), bool)), (weights * error).sum() / weights.sum())
+    torch.testing.assert_close(
+        box_loss(features, cells, np.ones((1, 2), bool)), (weights * error).sum() / weights.sum()
+    )
 
 
 def test_has_targets_needs_frame0_and_a_later_frame():

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
+from sgi2v_lite.attention import default_feature_layers
 from sgi2v_lite.config import get_preset
 from sgi2v_lite.errors import InputError
-from sgi2v_lite.models import default_feature_layers, load_pipeline
+from sgi2v_lite.models import load_pipeline
 
 
 def test_a_saved_folder_loads_back_through_from_pretrained(tiny_pipe, tmp_path):
@@ -28,8 +29,12 @@ def test_unknown_model():
 
 
 def test_the_shipped_toy_model_is_a_real_svd_pipeline_loaded_with_from_pretrained():
-    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
-                           UNetSpatioTemporalConditionModel)  # fmt: skip
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
     from transformers import CLIPVisionModelWithProjection
 
     from sgi2v_lite.models import TOY_MODEL_DIR
@@ -39,8 +44,12 @@ def test_the_shipped_toy_model_is_a_real_svd_pipeline_loaded_with_from_pretraine
     assert (TOY_MODEL_DIR / "README.md").is_file() and "## Evaluation" in (TOY_MODEL_DIR / "README.md").read_text()
     pipe = load_pipeline("toy")
     assert isinstance(pipe, StableVideoDiffusionPipeline)
-    assert isinstance(pipe.unet, UNetSpatioTemporalConditionModel) and isinstance(pipe.vae, AutoencoderKLTemporalDecoder)
-    assert isinstance(pipe.image_encoder, CLIPVisionModelWithProjection) and isinstance(pipe.scheduler, EulerDiscreteScheduler)
+    assert isinstance(pipe.unet, UNetSpatioTemporalConditionModel) and isinstance(
+        pipe.vae, AutoencoderKLTemporalDecoder
+    )
+    assert isinstance(pipe.image_encoder, CLIPVisionModelWithProjection) and isinstance(
+        pipe.scheduler, EulerDiscreteScheduler
+    )
     assert pipe.unet.config.sample_size >= 16 and pipe.unet.config.num_frames >= 8
     assert pipe.scheduler.config.prediction_type == "v_prediction" and pipe.unet.dtype == torch.float32
     assert default_feature_layers(pipe.unet) == ("up_blocks.1.attentions.1.transformer_blocks.0.attn1",)
@@ -104,15 +113,16 @@ def _hub_failures():
 
     from huggingface_hub import errors as hub
 
-    return {
-        "gated": (_wrapped(hub.GatedRepoError("403 Client Error: Cannot access gated repo", response=_http_response(403))),
-                  "gated. Accept the licence at https://huggingface.co/stabilityai/stable-video-diffusion-img2vid"),
+    gated = hub.GatedRepoError("403 Client Error: Cannot access gated repo", response=_http_response(403))
+    page = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid"
+    return {  # exception -> what the message must say
+        "gated": (_wrapped(gated), f"gated. Accept the licence at {page}"),
         "gated, bare": (hub.GatedRepoError("401 Client Error", response=_http_response(401)), "notebook_login()"),
-        "offline": (_wrapped(hub.OfflineModeIsEnabled("offline mode is enabled")), "cannot be reached and no copy is cached"),
+        "offline": (_wrapped(hub.OfflineModeIsEnabled("offline mode")), "cannot be reached and no copy is cached"),
         "no network": (_wrapped(ConnectionError("Name or service not known")), "Connect to the internet"),
-        "not cached": (hub.LocalEntryNotFoundError("Cannot find the requested files in the disk cache"), "no copy is cached"),
+        "not cached": (hub.LocalEntryNotFoundError("not in the disk cache"), "no copy is cached"),
         "disk full": (OSError(errno.ENOSPC, "No space left on device"), "the disk is full"),
-        "no such repo": (hub.RepositoryNotFoundError("404 Client Error", response=_http_response(404)), "no such repository"),
+        "no such repo": (hub.RepositoryNotFoundError("404", response=_http_response(404)), "no such repository"),
     }  # fmt: skip
 
 

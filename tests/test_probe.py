@@ -24,7 +24,9 @@ def test_pca_uses_one_basis_for_all_frames():
 def test_match_object_recovers_a_known_shift():
     torch.manual_seed(0)
     base = torch.randn(8, 12, 12)
-    frames = torch.stack([base, torch.roll(base, shifts=(1, 3), dims=(-2, -1)), torch.roll(base, shifts=(-2, 0), dims=(-2, -1))])
+    frames = torch.stack(
+        [base, torch.roll(base, shifts=(1, 3), dims=(-2, -1)), torch.roll(base, shifts=(-2, 0), dims=(-2, -1))]
+    )
     displacement = probe.match_object(frames, (3, 3, 7, 7))  # (F, 2) cells, (x, y)
     np.testing.assert_array_equal(displacement, [[0, 0], [3, 1], [0, -2]])
 
@@ -61,7 +63,7 @@ def test_denoising_features_keep_the_chosen_steps_and_the_same_video(tiny_pipe, 
     assert len(layers) >= 2 and all(f.dtype == torch.float16 for f in layers.values())
 
 
-def test_step_features_are_what_the_optimisation_sees(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
+def test_loss_features_are_what_the_optimisation_sees(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
     from sgi2v_lite.loss import box_loss, feature_map
 
     losses = {}
@@ -75,7 +77,7 @@ def test_step_features_are_what_the_optimisation_sees(tiny_pipe, tiny_image, tin
     generate(tiny_pipe, tiny_image, tiny_tracks, tiny_config, callback=keep, progress=False)
     run = prepare(tiny_pipe, tiny_image, tiny_tracks, tiny_config)
     step = tiny_config.optimised_steps[0]
-    features = feature_map(probe.step_features(tiny_pipe, run, entering[step], step), run.latent_hw)
+    features = feature_map(probe.loss_features(tiny_pipe, run, entering[step], step), run.latent_hw)
     # the first iteration's loss at the first optimised step is the loss of the entering latent
     assert box_loss(features, run.box_cells, run.valid).item() == pytest.approx(losses[step], rel=1e-4)
 

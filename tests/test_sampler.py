@@ -56,8 +56,14 @@ def test_frequency_mix_can_be_switched_off(tiny_pipe, tiny_image, tiny_tracks, t
 
 def test_naive_features_and_record_step_features(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
     steps = []
-    naive = run(tiny_pipe, tiny_image, tiny_tracks, tiny_config.replace(feature_kind="naive"),
-                callback=steps.append, record_step_features=True)  # fmt: skip
+    naive = run(
+        tiny_pipe,
+        tiny_image,
+        tiny_tracks,
+        tiny_config.replace(feature_kind="naive"),
+        callback=steps.append,
+        record_step_features=True,
+    )
     aligned = run(tiny_pipe, tiny_image, tiny_tracks, tiny_config)
     assert not torch.equal(naive.latents, aligned.latents)
     assert all(set(s["step_features"]) == set(steps[1]["features"]) for s in steps)
@@ -82,7 +88,12 @@ def test_per_frame_guidance_scale_is_linear():
 
 def test_presets():
     reference = PRESETS["reference"]
-    assert (reference.height, reference.width, reference.num_frames, reference.num_inference_steps) == (576, 1024, 14, 50)
+    assert (reference.height, reference.width, reference.num_frames, reference.num_inference_steps) == (
+        576,
+        1024,
+        14,
+        50,
+    )
     assert reference.optimised_steps == tuple(range(5, 21)) and reference.iterations == 5
     assert (reference.learning_rate, reference.weight_decay) == (0.21, 0.01)
     assert reference.feature_layers == SVD_FEATURE_LAYERS
@@ -140,8 +151,13 @@ def test_gradient_checkpointing_gives_the_same_optimisation(tiny_pipe, tiny_imag
     """Checkpointing re-runs the hooked layers during backward; the result must not change."""
     steps_plain, steps_checkpointed = [], []
     plain = run(tiny_pipe, tiny_image, tiny_tracks, tiny_config, callback=steps_plain.append)
-    checkpointed = run(tiny_pipe, tiny_image, tiny_tracks, tiny_config.replace(gradient_checkpointing=True),
-                       callback=steps_checkpointed.append)  # fmt: skip
+    checkpointed = run(
+        tiny_pipe,
+        tiny_image,
+        tiny_tracks,
+        tiny_config.replace(gradient_checkpointing=True),
+        callback=steps_checkpointed.append,
+    )
     tiny_pipe.unet.disable_gradient_checkpointing()
     assert steps_checkpointed[1]["losses"] == pytest.approx(steps_plain[1]["losses"], rel=1e-5)
     torch.testing.assert_close(checkpointed.latents, plain.latents, rtol=1e-4, atol=1e-4)
@@ -182,7 +198,9 @@ def test_a_weight_decay_that_would_flip_the_latent_is_refused(tiny_pipe, tiny_im
     from sgi2v_lite.errors import InputError
 
     config = tiny_config.replace(learning_rate=150.0, learning_rate_scaling="constant", weight_decay=0.01)
-    with pytest.raises(InputError, match=r"optimised step 1 \(sigma [0-9.]+\): learning rate 150 x weight_decay 0.01 = 1.50"):
+    with pytest.raises(
+        InputError, match=r"optimised step 1 \(sigma [0-9.]+\): learning rate 150 x weight_decay 0.01 = 1.50"
+    ):
         run(tiny_pipe, tiny_image, tiny_tracks, config)
     run(tiny_pipe, tiny_image, tiny_tracks, config.replace(weight_decay=0.005))  # 0.75: allowed
     run(tiny_pipe, tiny_image, tiny_tracks, config.replace(iterations=0))  # nothing optimised: nothing to refuse

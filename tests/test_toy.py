@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from sgi2v_lite.toy.evaluate import (TARGET_KINDS, _boxes_overlap, colour_area, make_case, new_content,
-                                     new_content_mask, score_video, track_template)  # fmt: skip
+from sgi2v_lite.toy.evaluate import (
+    TARGET_KINDS,
+    _boxes_overlap,
+    colour_area,
+    make_case,
+    new_content,
+    new_content_mask,
+    score_video,
+    track_template,
+)
 from sgi2v_lite.toy.world import CAMERA_MOTIONS, CAMERA_SHARES, MOTIONS, make_scene
 
 
@@ -42,10 +50,15 @@ def test_scenes_are_seeded_and_varied():
 def test_linear_scenes_are_those_the_model_was_trained_and_evaluated_on():
     """Pinned centres of a scene, first and last frame, from before `motion` existed: a change to the
     generator's draws or paths would silently change the training data and every evaluation scene."""
-    np.testing.assert_allclose(make_scene(2, camera="none").centres_px[:, [0, -1]],
-                               [[[32.801876, 36.519802], [41.053675, 25.046808]],
-                                [[33.062775, 18.788857], [39.873059, 11.163867]],
-                                [[55.505608, 36.568441], [48.849512, 29.630828]]], atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        make_scene(2, camera="none").centres_px[:, [0, -1]],
+        [
+            [[32.801876, 36.519802], [41.053675, 25.046808]],
+            [[33.062775, 18.788857], [39.873059, 11.163867]],
+            [[55.505608, 36.568441], [48.849512, 29.630828]],
+        ],
+        atol=1e-5,
+    )
 
 
 def test_objects_move_at_constant_velocity_and_bounce():
@@ -127,8 +140,11 @@ def test_fast_motion_covers_the_speeds_the_evaluation_asks_for():
             np.testing.assert_allclose(fast.centres_px[0], linear.centres_px[0])
     assert 0.23 < len(redrawn_speeds) / moving < 0.37, (len(redrawn_speeds), moving)  # "3 in 10"
     assert min(redrawn_speeds) < 2.45 and 4.3 < max(redrawn_speeds) <= 4.5 + 1e-9  # the whole range
-    target_speeds = [np.linalg.norm(np.diff(case.target_centres, axis=0), axis=-1).mean()
-                     for case in (make_case(i) for i in range(12)) if case.kind != "static"]  # fmt: skip
+    target_speeds = [
+        np.linalg.norm(np.diff(case.target_centres, axis=0), axis=-1).mean()
+        for case in (make_case(i) for i in range(12))
+        if case.kind != "static"
+    ]
     assert 2.1 <= min(target_speeds) and max(target_speeds) <= 4.5  # what the variant is for: the targets' speeds
     assert 2.25 <= np.median(target_speeds)
     assert [make_scene(s).camera for s in range(40)] == [make_scene(s, motion="fast").camera for s in range(40)]
@@ -150,7 +166,7 @@ def test_the_share_of_clips_with_camera_motion_is_the_one_the_card_states():
     cameras = np.array([make_scene(s, size=8, num_frames=2).camera for s in range(2000)])
     assert abs((cameras != "none").mean() - (1 - CAMERA_SHARES[0])) < 0.03  # binomial SD 0.01
     assert set(cameras) == set(CAMERA_MOTIONS)
-    assert f"{100 * (1 - CAMERA_SHARES[0]):g} % of clips with camera" in (TOY_MODEL_DIR / "README.md").read_text()
+    assert f"{100 * (1 - CAMERA_SHARES[0]):g} % of clips with camera" in (TOY_MODEL_DIR / "TRAINING.md").read_text()
 
 
 def test_tracks_json_is_the_ground_truth(tmp_path):
@@ -194,8 +210,9 @@ def test_tracker_and_integrity_see_a_smeared_object():
     case = make_case(0, size=128)
     smeared = case.scene.frames.copy()
     # each later frame: the first frame averaged over a growing horizontal shift (a smear)
-    smeared[1:] = np.stack([np.mean([np.roll(smeared[0], s, axis=1) for s in range(0, k + 1, 2)], axis=0)
-                            for k in range(6, 48, 6)]).astype(np.uint8)  # fmt: skip
+    smeared[1:] = np.stack(
+        [np.mean([np.roll(smeared[0], s, axis=1) for s in range(0, k + 1, 2)], axis=0) for k in range(6, 48, 6)]
+    ).astype(np.uint8)
     real, broken = score_video(case.scene.frames, case), score_video(smeared, case)
     assert real["shape_iou"] > 0.95 and broken["shape_iou"] < 0.8 * real["shape_iou"]
     assert broken["correlation"] < real["correlation"]
@@ -293,8 +310,9 @@ def test_a_few_vae_steps_lower_the_loss():
     from sgi2v_lite.toy.train import vae_loss
 
     torch.manual_seed(0)
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
-                                       latent_channels=4, layers_per_block=1)  # fmt: skip
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4, layers_per_block=1
+    )
     frames = torch.from_numpy(make_scene(0, size=16, num_frames=4).frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     before, after = _overfit(lambda: vae_loss(vae, frames, num_frames=4)[0], vae.parameters(), steps=10)
     assert after < 0.7 * before
@@ -310,8 +328,9 @@ def test_the_decoder_stage_trains_the_decoder_alone(tmp_path):
     from sgi2v_lite.toy.train import Log, train_decoder
 
     torch.manual_seed(0)
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
-                                       latent_channels=4, layers_per_block=1)  # fmt: skip
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4, layers_per_block=1
+    )
     before = {name: p.detach().clone() for name, p in vae.named_parameters()}
     train_decoder(vae, steps=3, seed=0, log=Log(tmp_path / "log.jsonl"))
     changed = {name for name, p in vae.named_parameters() if not torch.equal(p, before[name])}
@@ -337,8 +356,8 @@ def test_a_fresh_training_run_follows_the_shipped_models_recipe(tmp_path, monkey
         pass
 
     asked = {}
-    monkeypatch.setattr(train, "train_vae", lambda steps, seed, log: asked.setdefault("vae", steps))
-    monkeypatch.setattr(train, "train_decoder", lambda vae, steps, seed, log: asked.setdefault("decoder", steps))
+    monkeypatch.setattr(train, "train_vae", lambda steps, seed, log, hp: asked.setdefault("vae", steps))
+    monkeypatch.setattr(train, "train_decoder", lambda vae, steps, seed, log, hp: asked.setdefault("decoder", steps))
 
     def unet_stage(vae, steps, *args, **kwargs):
         asked["unet"] = steps
@@ -361,17 +380,34 @@ def test_a_few_unet_steps_lower_the_diffusion_loss():
     from sgi2v_lite.toy.train import diffusion_loss
 
     torch.manual_seed(0)
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
-                                       latent_channels=4, layers_per_block=1).requires_grad_(False)  # fmt: skip
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4, layers_per_block=1
+    ).requires_grad_(False)
     unet = UNetSpatioTemporalConditionModel(
-        sample_size=8, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        sample_size=8,
+        in_channels=8,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
         down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        cross_attention_dim=32, num_attention_heads=4, addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
+        cross_attention_dim=32,
+        num_attention_heads=4,
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=24,
         num_frames=4,
-    )  # fmt: skip
-    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37, projection_dim=32,
-                                            num_hidden_layers=1, num_attention_heads=4, image_size=8, patch_size=4))  # fmt: skip
+    )
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            projection_dim=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            image_size=8,
+            patch_size=4,
+        )
+    )
     scenes = [make_scene(s, size=16, num_frames=4) for s in range(2)]
     video = torch.from_numpy(np.stack([s.frames for s in scenes])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
     motion = torch.tensor([float(s.motion_bucket_id) for s in scenes])
@@ -384,7 +420,7 @@ def test_a_few_unet_steps_lower_the_diffusion_loss():
 
 
 def test_the_model_card_names_the_motion_of_each_stretch_of_training():
-    from sgi2v_lite.toy.train import MOTION_WORDS, motion_line
+    from sgi2v_lite.toy.card import MOTION_WORDS, motion_line
 
     linear, varied = MOTION_WORDS["linear"], MOTION_WORDS["varied"]
 
@@ -399,10 +435,123 @@ def test_the_model_card_names_the_motion_of_each_stretch_of_training():
     assert motion_line(data((0, "linear"), (2200, "varied"))) == resumed_varied
     assert motion_line(data((2200, "varied"))) == resumed_varied  # resumed from a log from before `--motion`
     assert motion_line(data((0, "varied"), (3, "linear"), (6, "linear"), (9, "varied"))) == (
-        f"{varied} (steps 0..2), then {linear} (steps 3..8), then {varied} (from step 9)")
+        f"{varied} (steps 0..2), then {linear} (steps 3..8), then {varied} (from step 9)"
+    )
     assert set(MOTION_WORDS) == set(MOTIONS)  # every `--motion` has its words in the card
     fast = MOTION_WORDS["fast"]
     assert motion_line(data((0, "linear"), (2200, "fast"))) == f"{linear} (steps 0..2199), then {fast} (from step 2200)"
+
+
+def test_the_card_takes_each_stages_settings_from_the_sitting_that_trained_it():
+    """A resumed run's log holds both sittings' "settings" records: the VAE's are the first
+    sitting's, the UNet's the last; a log from before the record gets train.py's defaults."""
+    from sgi2v_lite.toy.card import hyperparameters, settings_of
+    from sgi2v_lite.toy.train import Hyperparameters
+
+    first, second = {"stage": "settings", "vae_lr": 1e-3, "seed": 0}, {"stage": "settings", "unet_lr": 2e-3}
+    trained = [{"stage": "vae", "step": 0}, {"stage": "unet", "step": 0}]
+    records = [first, *trained, {"stage": "resume", "step": 1}, second, {"stage": "unet", "step": 1}]
+    assert settings_of(records, "vae") is first and settings_of(records, "unet") is second
+    assert hyperparameters(first).vae_lr == 1e-3 and hyperparameters(second).unet_lr == 2e-3
+    assert hyperparameters(first).unet_lr == Hyperparameters().unet_lr  # what the record does not name
+    assert settings_of(trained, "vae") is None and hyperparameters(None) == Hyperparameters()
+
+
+def test_retraining_writes_its_card_beside_the_findings_never_over_them(tmp_path, monkeypatch):
+    """`make toy-model` retrains into the model's folder. There, the card's measured findings
+    (README.md, written by hand) and any other file of ours survive it byte for byte; it writes the
+    generated part, TRAINING.md (replacing the last run's), with the settings it trained with:
+    hyperparameters, seed and layers per block that are not the defaults, read back from the log's
+    "settings" record. A TRAINING.md that card.py did not write is refused, first thing. The
+    commands are the Makefile's recipe, run in this process with tiny modules and one step a stage:
+    seconds."""
+    import dataclasses
+    import importlib
+    import re
+
+    from conftest import ROOT
+
+    from sgi2v_lite.models import TOY_MODEL_DIR
+    from sgi2v_lite.toy import card, train
+
+    tiny_unet = {
+        "block_out_channels": (32, 32, 32),
+        "num_attention_heads": (2, 2, 2),
+        "cross_attention_dim": 32,
+        "addition_time_embed_dim": 8,
+        "projection_class_embeddings_input_dim": 24,
+    }
+    tiny_encoder = {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "projection_dim": 32,
+        "num_hidden_layers": 1,
+        "image_size": 16,
+    }
+    monkeypatch.setattr(train, "UNET_CONFIG", {**train.UNET_CONFIG, **tiny_unet})
+    monkeypatch.setattr(train, "IMAGE_ENCODER_CONFIG", {**train.IMAGE_ENCODER_CONFIG, **tiny_encoder})
+    monkeypatch.setattr(train, "VAE_CONFIG", {**train.VAE_CONFIG, "block_out_channels": (32, 32)})
+    changed = {
+        "batch_clips": 2,
+        "vae_crop": 16,
+        "kl_weight": 2e-4,
+        "unet_lr": 7e-4,
+        "unet_warmup": 30,
+        "ema_decay": 0.99,
+        "conditioning_dropout": 0.2,
+        "sigma_log_std": 1.2,
+    }
+    hp = dataclasses.replace(train.HYPERPARAMETERS, **changed)
+    assert hp != train.Hyperparameters()
+    out = tmp_path / "toy-svd"
+    out.mkdir()
+    ours = {"README.md": (TOY_MODEL_DIR / "README.md").read_bytes(), "NOTES.md": b"measured by hand\n"}
+    for name, text in ours.items():
+        (out / name).write_bytes(text)
+    (out / card.CARD_NAME).write_text(f"{card.MARK}\nthe last run's card\n")
+    threads = ["--threads", str(torch.get_num_threads())]  # main() sets torch's thread count: keep the session's
+    steps = ["--vae-steps", "1", "--decoder-steps", "1", "--unet-steps", "1", "--seed", "3", "--layers-per-block", "2"]
+    recipe = re.search(r"^toy-model:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    commands = [line.split() for line in recipe.splitlines()]
+    assert all(command[:2] == ["$(PY)", "-m"] for command in commands), commands  # modules: run here
+    assert [command[2] for command in commands].count("sgi2v_lite.toy.train") == 1
+    for command in commands:  # `make toy-model`, into `out`, tiny
+        main = importlib.import_module(command[2]).main
+        argv = [str(out) if arg == "data/toy-svd" else arg for arg in command[3:]]
+        if main is train.main:
+            main([*argv, *steps, *threads], hp=hp)
+        else:
+            main(argv)
+
+    assert {name: (out / name).read_bytes() for name in ours} == ours
+    generated = (out / card.CARD_NAME).read_text()
+    assert generated.startswith(card.MARK + "\n") and "the last run's card" not in generated
+    settings = next(r for r in card.read_log(out / train.LOG_NAME) if r["stage"] == "settings")
+    assert {k: settings[k] for k in dataclasses.asdict(hp)} == dataclasses.asdict(hp)
+    words = " ".join(generated.split())  # the card's lines wrapped: words, not lines
+    said = [
+        "VAE: 1 step of 2 clips cut to 16 x 16 crops",
+        "+ 2e-4 KL on the posterior mode",
+        "UNet and image encoder together: 1 step of 2 clips, AdamW lr 7e-4 (30-step warm-up, cosine to 0.1 x)",
+        "log-normal sigma (0.7, 1.2)",
+        "conditioning dropout 20 %, EMA 0.99 (saved)",
+        "Decoder alone (stage 1b, `--decoder-steps`): 1 step of 2 whole 64 x 64 clips",
+        "Seed 3;",
+        "blocks (32, 32, 32)",
+        ", 2 layers per block, ",
+        "hidden 32, 1 layers, 16 px input",
+    ]
+    for words_said in said:
+        assert words_said in words, words_said
+
+    refused = tmp_path / "refused"  # a TRAINING.md of someone's: refused before any training
+    refused.mkdir()
+    (refused / card.CARD_NAME).write_text("notes someone kept here\n")
+    with pytest.raises(SystemExit):
+        card.main(["--check", str(refused)])  # the recipe's first command: before hours of training
+    with pytest.raises(SystemExit):
+        card.main([str(refused)])
+    assert (refused / card.CARD_NAME).read_text() == "notes someone kept here\n"
 
 
 @pytest.mark.slow
@@ -414,39 +563,51 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     keeps them, and both cards name them and the layers SG-I2V hooks. Resuming a finished run to its
     own length trains nothing and saves exactly the UNet it resumed from; with `--decoder-steps` it
     changes the VAE's decoder and nothing else (without it a resume keeps the saved VAE whole, and
-    the card counts the decoder steps of both sittings). Full toy size: seconds a step."""
+    the card counts the decoder steps of both sittings). The cards are card.py's, written after each
+    run as `make toy-model` does. Full toy size: seconds a step."""
     import json
 
     from safetensors.torch import load_file
 
+    from sgi2v_lite.toy import card
     from sgi2v_lite.toy.train import main
 
     first, second, same = tmp_path / "first", tmp_path / "second", tmp_path / "same"
     threads = ["--threads", str(torch.get_num_threads())]  # main() sets torch's thread count: keep the session's
-    main(["--out", str(first), "--vae-steps", "2", "--decoder-steps", "1", "--unet-steps", "3", "--checkpoint-every", "2",
-          "--layers-per-block", "2", *threads])  # fmt: skip
-    main(["--out", str(second), "--resume", str(first), "--unet-steps", "6", "--checkpoint-every", "2", "--motion", "varied",
-          *threads])  # fmt: skip
+    first_run = "--vae-steps 2 --decoder-steps 1 --unet-steps 3 --checkpoint-every 2 --layers-per-block 2"
+    main(["--out", str(first), *first_run.split(), *threads])
+    main(
+        [
+            "--out",
+            str(second),
+            "--resume",
+            str(first),
+            *"--unet-steps 6 --checkpoint-every 2 --motion varied".split(),
+            *threads,
+        ]
+    )
+    card.main([str(first)])
+    card.main([str(second)])
     records = [json.loads(line) for line in (second / "training_log.jsonl").read_text().splitlines()]
     resume = next(r for r in records if r["stage"] == "resume")
     assert resume["step"] == 3
-    after = records[records.index(resume):]
+    after = records[records.index(resume) :]
     assert [r["step"] for r in after if r["stage"] == "unet"] == [5]  # logged: every 25th step and the last
     assert [r["step"] for r in records if r["stage"] == "checkpoint"] == [2, 3, 4, 6]
     vae_file, unet_file = "vae/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors"
     for name, tensor in load_file(first / vae_file).items():
         assert torch.equal(tensor, load_file(second / vae_file)[name]), name
     assert [(r["step"], r["motion"]) for r in records if r["stage"] == "data"] == [(0, "linear"), (3, "varied")]
-    card = (second / "README.md").read_text()
+    card = (second / "TRAINING.md").read_text()
     assert "two sittings" in card
     assert "at constant velocity (steps 0..2), then at constant velocity, some (`--motion varied`" in card
-    assert "(circle, square, triangle) at constant velocity, bouncing" in (first / "README.md").read_text()
-    assert "Decoder alone (stage 1b, `--decoder-steps`): 1 step of 4 whole" in (first / "README.md").read_text()
+    assert "(circle, square, triangle) at constant velocity, bouncing" in (first / "TRAINING.md").read_text()
+    assert "Decoder alone (stage 1b, `--decoder-steps`): 1 step of 4 whole" in (first / "TRAINING.md").read_text()
     hooked = "SG-I2V hooks `up_blocks.1.attentions.1.transformer_blocks.0.attn1` and `up_blocks.1.attentions.2."
     for folder in (first, second):
         assert json.loads((folder / "unet" / "config.json").read_text())["layers_per_block"] == 2
-        assert ", 2 layers per block, " in (folder / "README.md").read_text()
-        assert hooked in (folder / "README.md").read_text().replace("\n", " ")
+        assert ", 2 layers per block, " in (folder / "TRAINING.md").read_text()
+        assert hooked in (folder / "TRAINING.md").read_text().replace("\n", " ")
 
     main(["--out", str(same), "--resume", str(first), "--unet-steps", "3", *threads])
     resumed, original = load_file(same / unet_file), load_file(first / unet_file)
@@ -456,20 +617,25 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
 
     decoded = tmp_path / "decoded"  # stage 1b alone on the finished run: the decoder changes, nothing else
     main(["--out", str(decoded), "--resume", str(first), "--unet-steps", "3", "--decoder-steps", "2", *threads])
+    card.main([str(decoded)])
     assert all(torch.equal(load_file(decoded / unet_file)[name], original[name]) for name in original)
     new_vae, old_vae = load_file(decoded / vae_file), load_file(first / vae_file)
     changed = {name for name in old_vae if not torch.equal(new_vae[name], old_vae[name])}
     assert changed and all(name.startswith("decoder.") for name in changed)
-    card = " ".join((decoded / "README.md").read_text().split())  # the card's lines wrapped: words, not lines
-    assert "Decoder alone (stage 1b, `--decoder-steps`): 3 steps" in card  # 1 in the first sitting, 2 here
-    assert "kept the UNet and image encoder of step 3 and trained the decoder alone" in card
+    words = " ".join((decoded / "TRAINING.md").read_text().split())  # the card's lines wrapped: words, not lines
+    assert "Decoder alone (stage 1b, `--decoder-steps`): 3 steps" in words  # 1 in the first sitting, 2 here
+    assert "kept the UNet and image encoder of step 3 and trained the decoder alone" in words
 
-    for bad, message in ((["--resume", str(tmp_path / "nothing")], "records no UNet checkpoint"),
-                         (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
-                         (["--decoder-steps", "-1"], "--decoder-steps must be at least 0"),
-                         (["--layers-per-block", "0"], "--layers-per-block must be at least 1"),
-                         (["--resume", str(first), "--layers-per-block", "1", "--unet-steps", "4"],
-                          f"the checkpoint in {first} has 2 layers per block")):  # fmt: skip
+    for bad, message in (
+        (["--resume", str(tmp_path / "nothing")], "records no UNet checkpoint"),
+        (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
+        (["--decoder-steps", "-1"], "--decoder-steps must be at least 0"),
+        (["--layers-per-block", "0"], "--layers-per-block must be at least 1"),
+        (
+            ["--resume", str(first), "--layers-per-block", "1", "--unet-steps", "4"],
+            f"the checkpoint in {first} has 2 layers per block",
+        ),
+    ):
         with pytest.raises(SystemExit):  # named errors, not a max() of nothing or a division by zero
             main(["--out", str(tmp_path / "third"), *bad, *threads])
         assert message in capsys.readouterr().err
@@ -529,7 +695,10 @@ def test_the_shipped_toy_model_starts_its_video_from_the_input_image(toy_pipe):
     for index in (1, 2):
         case = make_case(index)
         first = case.scene.frames[0]
-        video = generate(toy_pipe, Image.fromarray(first), case.tracks(), get_preset("toy").replace(guidance=False), progress=False)
-        assert _psnr(video.frames[0], first) > 23, index  # measured 27.5 and 29.8 dB; the first toy model: 19.0 and 16.0
+        video = generate(
+            toy_pipe, Image.fromarray(first), case.tracks(), get_preset("toy").replace(guidance=False), progress=False
+        )
+        # measured 27.5 and 29.8 dB; the first toy model: 19.0 and 16.0
+        assert _psnr(video.frames[0], first) > 23, index
         colour_shift = np.abs(video.frames[0].reshape(-1, 3).mean(0) - first.reshape(-1, 3).mean(0)).max()
         assert colour_shift < 12, (index, colour_shift)  # measured 2.8 and 2.9; the first toy model: 18.8 and 56.5

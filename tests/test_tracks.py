@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import REFERENCE_TRAJ
+
 from sgi2v_lite.errors import InputError
 from sgi2v_lite.tracks import (
     boxes_to_grid,
@@ -52,7 +52,9 @@ def test_resampling_is_uniform_in_arc_length():
     # an L-shaped path: 10 px right then 10 px down, resampled to 5 frames -> 5 px apart
     out = resample_path([[0, 0], [10, 0], [10, 10]], 5)
     np.testing.assert_allclose(out, [[0, 0], [5, 0], [10, 0], [10, 5], [10, 10]])
-    steps = np.linalg.norm(np.diff(resample_path([[0, 0], [1, 1], [30, 30]], 14), axis=0), axis=1)  # unevenly spaced input
+    steps = np.linalg.norm(
+        np.diff(resample_path([[0, 0], [1, 1], [30, 30]], 14), axis=0), axis=1
+    )  # unevenly spaced input
     np.testing.assert_allclose(steps, steps[0])
 
 
@@ -64,7 +66,9 @@ def test_one_point_or_repeated_points_are_static():
 
 
 def test_rescale_to_generation_size():
-    tracks = parse_tracks({"image_size": [100, 50], "tracks": [{"box": [10, 10, 30, 20], "path": [[20, 15], [60, 25]]}]})
+    tracks = parse_tracks(
+        {"image_size": [100, 50], "tracks": [{"box": [10, 10, 30, 20], "path": [[20, 15], [60, 25]]}]}
+    )
     big = tracks.rescaled((200, 200))
     assert big.image_size == (200, 200)
     assert big.tracks[0].box == (20, 40, 60, 80)
@@ -116,15 +120,39 @@ BAD_INPUTS = [
     ({"image_size": [64, 64], "tracks": []}, "the list is empty"),
     ({"image_size": [64, 64], "tracks": [GOOD_TRACK, {"path": [[1, 1]]}]}, "track 1: missing field 'box'"),
     ({"image_size": [64, 64], "tracks": [{"box": [1, 2, 3, 4]}]}, "track 0: missing field 'path'"),
-    ({"image_size": [64, 64], "tracks": [{"box": [1, 2, 3], "path": [[1, 1]]}]}, "track 0: field 'box': expected 4 numbers"),
-    ({"image_size": [64, 64], "tracks": [{"box": [1, "a", 3, 4], "path": [[1, 1]]}]}, "track 0: field 'box'[1]: expected a number"),
+    (
+        {"image_size": [64, 64], "tracks": [{"box": [1, 2, 3], "path": [[1, 1]]}]},
+        "track 0: field 'box': expected 4 numbers",
+    ),
+    (
+        {"image_size": [64, 64], "tracks": [{"box": [1, "a", 3, 4], "path": [[1, 1]]}]},
+        "track 0: field 'box'[1]: expected a number",
+    ),
     ({"image_size": [64, 64], "tracks": [{"box": [1, float("nan"), 3, 4], "path": [[1, 1]]}]}, "finite number"),
-    ({"image_size": [64, 64], "tracks": [{"box": [30, 10, 20, 20], "path": [[1, 1]]}]}, "x1 (20) must be greater than x0 (30)"),
-    ({"image_size": [64, 64], "tracks": [{"box": [10, 20, 20, 20], "path": [[1, 1]]}]}, "y1 (20) must be greater than y0 (20)"),
-    ({"image_size": [64, 64], "tracks": [{"box": [70, 10, 90, 20], "path": [[1, 1]]}]}, "lies outside the 64 x 64 image"),
-    ({"image_size": [64, 64], "tracks": [{"box": [1, 2, 3, 4], "path": []}]}, "track 0: field 'path': expected a non-empty list"),
-    ({"image_size": [64, 64], "tracks": [{"box": [1, 2, 3, 4], "path": [[1, 1], [2]]}]}, "track 0: field 'path' point 1: expected 2 numbers"),
-    ({"image_size": [64, 64], "tracks": [{"box": [1, 2, 3, 4], "path": [[1, True]]}]}, "field 'path' point 0[1]: expected a number"),
+    (
+        {"image_size": [64, 64], "tracks": [{"box": [30, 10, 20, 20], "path": [[1, 1]]}]},
+        "x1 (20) must be greater than x0 (30)",
+    ),
+    (
+        {"image_size": [64, 64], "tracks": [{"box": [10, 20, 20, 20], "path": [[1, 1]]}]},
+        "y1 (20) must be greater than y0 (20)",
+    ),
+    (
+        {"image_size": [64, 64], "tracks": [{"box": [70, 10, 90, 20], "path": [[1, 1]]}]},
+        "lies outside the 64 x 64 image",
+    ),
+    (
+        {"image_size": [64, 64], "tracks": [{"box": [1, 2, 3, 4], "path": []}]},
+        "track 0: field 'path': expected a non-empty list",
+    ),
+    (
+        {"image_size": [64, 64], "tracks": [{"box": [1, 2, 3, 4], "path": [[1, 1], [2]]}]},
+        "track 0: field 'path' point 1: expected 2 numbers",
+    ),
+    (
+        {"image_size": [64, 64], "tracks": [{"box": [1, 2, 3, 4], "path": [[1, True]]}]},
+        "field 'path' point 0[1]: expected a number",
+    ),
 ]
 
 
@@ -154,4 +182,7 @@ def test_json_written_is_the_documented_format(tmp_path):
     tracks = parse_tracks({"image_size": [64, 48], "tracks": [GOOD_TRACK]})
     tracks.save(tmp_path / "t.json")
     data = json.loads((tmp_path / "t.json").read_text())
-    assert data == {"image_size": [64, 48], "tracks": [{"box": [10.0, 10.0, 20.0, 20.0], "path": [[15.0, 15.0], [30.0, 30.0]]}]}
+    assert data == {
+        "image_size": [64, 48],
+        "tracks": [{"box": [10.0, 10.0, 20.0, 20.0], "path": [[15.0, 15.0], [30.0, 30.0]]}],
+    }

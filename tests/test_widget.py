@@ -11,9 +11,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REFERENCE_TRAJ
 from PIL import Image
 
-from conftest import REFERENCE_TRAJ
 from sgi2v_lite.config import get_preset
 from sgi2v_lite.tracks import Tracks, load_reference_traj, load_tracks, resample_path
 from sgi2v_lite.viz import track_colour
@@ -352,8 +352,9 @@ def test_an_unexpected_error_in_generate_is_one_line(wide_image, tmp_path):
 # ---------------------------------------------------------------------- generate
 def test_generate_runs_the_sampler_with_progress_and_shows_the_video(tiny_image, tmp_path):
     config = get_preset("toy").replace(height=32, width=32, num_inference_steps=3, optimised_steps=(1,), iterations=1)
-    editor = TrackEditor(tiny_image, model="tiny-random", config=config, autosave_path=tmp_path / "a.json",
-                         display_size=(256, 256))  # fmt: skip
+    editor = TrackEditor(
+        tiny_image, model="tiny-random", config=config, autosave_path=tmp_path / "a.json", display_size=(256, 256)
+    )
     assert editor.num_frames == 4  # the tiny model's own frame count
     drag(editor, (32.0, 32.0), (96.0, 96.0))  # box (8, 8, 24, 24) of the 64 x 64 image
     drag(editor, (64.0, 64.0), (160.0, 128.0))

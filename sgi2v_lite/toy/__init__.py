@@ -1,2 +1,3 @@
 """The toy world: a procedural video generator (`world`), the trainer of a tiny SVD-architecture
-pipeline on it (`train`), and the evaluation of SG-I2V on it (`evaluate`)."""
+pipeline on it (`train`), the generated part of its card (`card`: TRAINING.md from the training log),
+and the evaluation of SG-I2V on it (`evaluate`)."""

@@ -135,15 +135,22 @@ def new_content(frames: np.ndarray, scene: Scene, **mask_options) -> np.ndarray:
 def sharpness(frames: np.ndarray) -> float:
     """Mean absolute Laplacian of the grey frames: falls when frames blur."""
     grey = np.asarray(frames, np.float32).mean(-1) / 255
-    laplacian = -4 * grey[:, 1:-1, 1:-1] + grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:]
+    laplacian = (
+        -4 * grey[:, 1:-1, 1:-1] + grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:]
+    )
     return float(np.abs(laplacian).mean())
 
 
 def histogram_distance(frames: np.ndarray, reference: np.ndarray, bins: int = 16) -> float:
     """Mean L1 distance between per-channel colour histograms (each sums to 1) of the two videos' frames."""
+
     def histograms(video):
-        return np.stack([np.stack([np.histogram(f[..., c], bins, (0, 256))[0] / f[..., c].size for c in range(3)])
-                         for f in np.asarray(video)])  # fmt: skip
+        return np.stack(
+            [
+                np.stack([np.histogram(f[..., c], bins, (0, 256))[0] / f[..., c].size for c in range(3)])
+                for f in np.asarray(video)
+            ]
+        )
 
     return float(np.abs(histograms(frames) - histograms(reference)).sum(axis=(1, 2)).mean() / 3)
 
@@ -174,8 +181,11 @@ def make_case(index: int, seed: int = 0, size: int = TOY_SIZE, num_frames: int =
         scene_seed = EVAL_SEED_OFFSET + seed * 100_000 + index * 100 + attempt
         scene = make_scene(scene_seed, size, num_frames, camera="none")
         first_boxes = scene.boxes_px[:, 0]
-        free = [n for n in range(len(scene.objects))
-                if not any(_boxes_overlap(first_boxes[n], first_boxes[m]) for m in range(len(scene.objects)) if m != n)]  # fmt: skip
+        free = [
+            n
+            for n in range(len(scene.objects))
+            if not any(_boxes_overlap(first_boxes[n], first_boxes[m]) for m in range(len(scene.objects)) if m != n)
+        ]
         if free:
             break
     rng = np.random.default_rng(scene_seed)
@@ -193,7 +203,12 @@ def make_case(index: int, seed: int = 0, size: int = TOY_SIZE, num_frames: int =
     else:
         # head for the side with the most room, at least 60 degrees away from the natural direction
         natural = np.arctan2(obj.velocity_px[1], obj.velocity_px[0])
-        room = {0.0: size - half - start[0], np.pi: start[0] - half, np.pi / 2: size - half - start[1], -np.pi / 2: start[1] - half}
+        room = {
+            0.0: size - half - start[0],
+            np.pi: start[0] - half,
+            np.pi / 2: size - half - start[1],
+            -np.pi / 2: start[1] - half,
+        }
         candidates = sorted(room, key=lambda a: -room[a])
         if speed > 0:
             candidates = [a for a in candidates if abs(np.angle(np.exp(1j * (a - natural)))) > np.pi / 3] or candidates
@@ -255,8 +270,12 @@ ROWS = {
     "SG-I2V (toy defaults)": {},
     "naive features": dict(feature_kind="naive"),
     "no frequency mix": dict(frequency_mix=False),
-    "layer: up_blocks.1.attentions.0 (16x16)": dict(feature_layers=("up_blocks.1.attentions.0.transformer_blocks.0.attn1",)),
-    "layer: up_blocks.0.attentions.1 (8x8)": dict(feature_layers=("up_blocks.0.attentions.1.transformer_blocks.0.attn1",)),
+    "layer: up_blocks.1.attentions.0 (16x16)": dict(
+        feature_layers=("up_blocks.1.attentions.0.transformer_blocks.0.attn1",)
+    ),
+    "layer: up_blocks.0.attentions.1 (8x8)": dict(
+        feature_layers=("up_blocks.0.attentions.1.transformer_blocks.0.attn1",)
+    ),
     "frame 0 optimised too (the paper)": dict(optimise_first_frame=True),
     "constant lr 0.21 (the paper's)": dict(learning_rate=0.21, learning_rate_scaling="constant"),
     "lr 0.12 x sigma": dict(learning_rate=0.12),
@@ -273,7 +292,9 @@ ROWS = {
 DEFAULT_ROWS = tuple(ROWS)
 
 
-def evaluate(pipe, num_scenes: int = 8, seed: int = 0, rows=DEFAULT_ROWS, base_config=None, progress=True) -> list[dict]:
+def evaluate(
+    pipe, num_scenes: int = 8, seed: int = 0, rows=DEFAULT_ROWS, base_config=None, progress=True
+) -> list[dict]:
     """Rows of the table: {"row", "objmc", "correlation", "shape_iou", "area_ratio", "new_content", "sharpness",
     "histogram", "seconds"}."""
     import time
@@ -318,14 +339,18 @@ def _mean(scores: list[dict]) -> dict:
     )
 
 
-HEADER = ("| setting | ObjMC (px) | integrity: shape IoU | integrity: template corr. | integrity: area ratio | "
-          "new content (px / frame) | quality: high-freq. energy (1 = real) | quality: histogram dist. | s / video |\n"
-          "|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+HEADER = (
+    "| setting | ObjMC (px) | integrity: shape IoU | integrity: template corr. | integrity: area ratio | "
+    "new content (px / frame) | quality: high-freq. energy (1 = real) | quality: histogram dist. | s / video |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def format_row(r: dict) -> str:
-    return (f"| {r['row']} | {r['objmc']:.2f} | {r['shape_iou']:.3f} | {r['correlation']:.3f} | {r['area_ratio']:.2f} | "
-            f"{r['new_content']:.0f} | {r['sharpness']:.2f} | {r['histogram']:.3f} | {r['seconds']:.1f} |")  # fmt: skip
+    return (
+        f"| {r['row']} | {r['objmc']:.2f} | {r['shape_iou']:.3f} | {r['correlation']:.3f} | {r['area_ratio']:.2f} | "
+        f"{r['new_content']:.0f} | {r['sharpness']:.2f} | {r['histogram']:.3f} | {r['seconds']:.1f} |"
+    )
 
 
 def format_table(results: list[dict]) -> str:

@@ -58,17 +58,21 @@ class Scene:
 
     @property
     def centres_px(self) -> np.ndarray:  # (N, F, 2)
-        return np.stack([(self.boxes_px[..., 0] + self.boxes_px[..., 2]) / 2,
-                         (self.boxes_px[..., 1] + self.boxes_px[..., 3]) / 2], axis=-1)  # fmt: skip
+        return np.stack(
+            [(self.boxes_px[..., 0] + self.boxes_px[..., 2]) / 2, (self.boxes_px[..., 1] + self.boxes_px[..., 3]) / 2],
+            axis=-1,
+        )
 
     def tracks(self) -> Tracks:
         """The ground truth in the tracks JSON format: first box, centre path over all frames."""
         size = (self.frames.shape[2], self.frames.shape[1])
         return Tracks(
             image_size=size,
-            tracks=[Track(box=tuple(float(v) for v in b[0]), path=[tuple(map(float, c)) for c in path])
-                    for b, path in zip(self.boxes_px, self.centres_px)],
-        )  # fmt: skip
+            tracks=[
+                Track(box=tuple(float(v) for v in b[0]), path=[tuple(map(float, c)) for c in path])
+                for b, path in zip(self.boxes_px, self.centres_px)
+            ],
+        )
 
 
 def _background(rng: np.random.Generator):
@@ -77,8 +81,10 @@ def _background(rng: np.random.Generator):
     corner_a, corner_b = rng.uniform(0.15, 0.85, 3), rng.uniform(0.15, 0.85, 3)
     angle = rng.uniform(0, 2 * np.pi)
     direction = np.array([np.cos(angle), np.sin(angle)])
-    waves = [(rng.uniform(0.05, 0.25, 2) * rng.choice([-1, 1], 2), rng.uniform(0, 2 * np.pi), rng.uniform(0.02, 0.05, 3))
-             for _ in range(3)]  # fmt: skip
+    waves = [
+        (rng.uniform(0.05, 0.25, 2) * rng.choice([-1, 1], 2), rng.uniform(0, 2 * np.pi), rng.uniform(0.02, 0.05, 3))
+        for _ in range(3)
+    ]
 
     def colour(x, y):
         t = np.clip(0.5 + (direction[0] * (x - 64) + direction[1] * (y - 64)) / 180, 0, 1)[..., None]
@@ -109,8 +115,9 @@ def _bounce(position: np.ndarray, low: float, high: float) -> np.ndarray:
     return low + np.where(raw > span, 2 * span - raw, raw)
 
 
-def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str | None = None,
-               motion: str = "linear") -> Scene:  # fmt: skip
+def make_scene(
+    seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str | None = None, motion: str = "linear"
+) -> Scene:
     """One seeded toy video of `num_frames` frames of `size` x `size` pixels, with ground truth.
 
     `motion="linear"`: every object at a constant velocity (the evaluation scenes). Two
@@ -137,7 +144,7 @@ def make_scene(seed: int, size: int = TOY_SIZE, num_frames: int = 8, camera: str
             size_px=size_px,
             start_px=tuple(rng.uniform(size_px / 2, size - size_px / 2, 2)),
             velocity_px=(speed * np.cos(angle), speed * np.sin(angle)),
-        )  # fmt: skip
+        )
         if motion == "varied":
             kind = rng.choice(["linear", "arc", "speed"], p=[0.4, 0.3, 0.3])
             if kind == "arc":  # a quarter to a half turn over the clip's F-1 steps, either way

@@ -30,9 +30,15 @@ ROOT = HERE.parent.parent
 SCREENSHOTS = ROOT / "out" / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "sgi2v-browser-test"
 # JupyterLab settings for the test: no news or update checks, no document autosave, no kernel dialog.
 LAB_SETTINGS = {
@@ -105,18 +111,35 @@ def jupyter_lab(tmp_path):
         (settings / name).write_text(json.dumps(values))
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, SGI2V_WIDGET_AUTOSAVE=str(tmp_path / "autosave.json"), HF_HUB_OFFLINE="1",
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), PYTHONPATH=str(ROOT))  # fmt: skip
+    env = dict(
+        os.environ,
+        SGI2V_WIDGET_AUTOSAVE=str(tmp_path / "autosave.json"),
+        HF_HUB_OFFLINE="1",
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        PYTHONPATH=str(ROOT),
+    )
     log = tmp_path / "jupyterlab.log"
     with open(log, "w") as log_file:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}",
-                f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-            ],  # fmt: skip
-            cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                "--allow-root",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={TOKEN}",
+                f"--ServerApp.root_dir={tmp_path}",
+                f"--LabApp.user_settings_dir={settings}",
+                f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         _wait_for_server(f"{base_url}/api/status?token={TOKEN}", process, log)
@@ -152,9 +175,12 @@ def test_draw_a_box_and_a_path_with_the_mouse(jupyter_lab):
     (SCREENSHOTS / "failure.png").unlink(missing_ok=True)  # only a failing run leaves one
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(folder / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            str(folder / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 1300},
-        )  # fmt: skip
+        )
         page = context.pages[0] if context.pages else context.new_page()
         console = []
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))

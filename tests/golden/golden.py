@@ -29,8 +29,15 @@ def outputs(toy_pipe, tiny_pipe) -> dict[str, np.ndarray]:
 
     def run(name, pipe, image, tracks, config, **kwargs):
         losses = []
-        result = generate(pipe, image, tracks, config, progress=False,
-                          callback=lambda info: losses.extend(info.get("losses", [])), **kwargs)  # fmt: skip
+        result = generate(
+            pipe,
+            image,
+            tracks,
+            config,
+            progress=False,
+            callback=lambda info: losses.extend(info.get("losses", [])),
+            **kwargs,
+        )
         out[f"{name}_frames"] = result.frames
         out[f"{name}_latents"] = result.latents.float().numpy()
         out[f"{name}_losses"] = np.asarray(losses, dtype=np.float64)
@@ -40,9 +47,19 @@ def outputs(toy_pipe, tiny_pipe) -> dict[str, np.ndarray]:
     run("toy_unguided", toy_pipe, image, None, toy)
 
     small = Image.fromarray(np.asarray(image.resize((64, 64))))
-    tiny_tracks = parse_tracks({"image_size": [64, 64], "tracks": [{"box": [8, 8, 24, 24], "path": [[16, 16], [40, 30]]}]})
-    tiny = toy.replace(height=32, width=32, num_inference_steps=4, optimised_steps=(1, 2), iterations=2,
-                       max_guidance_scale=3.0, min_guidance_scale=1.0, seed=3)  # fmt: skip
+    tiny_tracks = parse_tracks(
+        {"image_size": [64, 64], "tracks": [{"box": [8, 8, 24, 24], "path": [[16, 16], [40, 30]]}]}
+    )
+    tiny = toy.replace(
+        height=32,
+        width=32,
+        num_inference_steps=4,
+        optimised_steps=(1, 2),
+        iterations=2,
+        max_guidance_scale=3.0,
+        min_guidance_scale=1.0,
+        seed=3,
+    )
     run("tiny_cfg_guided", tiny_pipe, small, tiny_tracks, tiny, record_step_features=True)
 
     frames = out["toy_unguided_frames"]
@@ -52,7 +69,7 @@ def outputs(toy_pipe, tiny_pipe) -> dict[str, np.ndarray]:
             out[f"video_features_{kind}_{layer}"] = values.numpy()
     run_ = prepare(tiny_pipe, small, tiny_tracks, tiny)
     with torch.no_grad():
-        for layer, values in probe.step_features(tiny_pipe, run_, run_.latents, step=1).items():
+        for layer, values in probe.loss_features(tiny_pipe, run_, run_.latents, step=1).items():
             out[f"step_features_{layer}"] = values.float().numpy()
     return out
 
