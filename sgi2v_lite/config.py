@@ -120,7 +120,14 @@ class SGI2VConfig:
             wrong_type = not isinstance(value, type(example)) or isinstance(value, bool) != isinstance(example, bool)
             if wrong_type and not (value is None and "None" in fields[key].type):
                 like = example if getattr(self, key) is None else getattr(self, key)
-                raise InputError(f"--set {shorten(setting)!r}: expected a {type(example).__name__} like {like!r}")
+                kind = {
+                    "int": "an integer like",
+                    "float": "a number like",
+                    "bool": "true or false, e.g.",
+                    "str": "a string like",
+                }
+                what = kind.get(type(example).__name__, f"a {type(example).__name__} like")
+                raise InputError(f"--set {shorten(setting)!r}: expected {what} {like!r}")
             changes[key] = value
         return self.replace(**changes)
 

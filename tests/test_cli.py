@@ -106,7 +106,7 @@ def bad(inputs, tmp_path):
         (["--image", image, "--preset", "fast"], "invalid choice: 'fast'"),
         (["--image", image, "--height", "50"], "'height' must be a multiple of 4"),
         (["--image", image, "--set", "learning_rate"], "expected KEY=VALUE"),
-        (["--image", image, "--set", "frequency_mix=maybe"], "expected a bool like True"),
+        (["--image", image, "--set", "frequency_mix=maybe"], "expected true or false, e.g. True"),
     ]
 
 

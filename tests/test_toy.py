@@ -598,9 +598,9 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     for name, tensor in load_file(first / vae_file).items():
         assert torch.equal(tensor, load_file(second / vae_file)[name]), name
     assert [(r["step"], r["motion"]) for r in records if r["stage"] == "data"] == [(0, "linear"), (3, "varied")]
-    card = (second / "TRAINING.md").read_text()
-    assert "two sittings" in card
-    assert "at constant velocity (steps 0..2), then at constant velocity, some (`--motion varied`" in card
+    second_card = (second / "TRAINING.md").read_text()
+    assert "two sittings" in second_card
+    assert "at constant velocity (steps 0..2), then at constant velocity, some (`--motion varied`" in second_card
     assert "(circle, square, triangle) at constant velocity, bouncing" in (first / "TRAINING.md").read_text()
     assert "Decoder alone (stage 1b, `--decoder-steps`): 1 step of 4 whole" in (first / "TRAINING.md").read_text()
     hooked = "SG-I2V hooks `up_blocks.1.attentions.1.transformer_blocks.0.attn1` and `up_blocks.1.attentions.2."
