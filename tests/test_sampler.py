@@ -143,7 +143,7 @@ def test_settings_from_strings():
     )
     assert (config.learning_rate, config.frequency_mix, config.optimised_steps) == (0.5, False, (2, 3))
     assert (config.feature_kind, config.iterations) == ("naive", 3)
-    with pytest.raises(InputError, match="expected a int like 3"):
+    with pytest.raises(InputError, match="expected an integer like 3"):
         config.with_settings(["iterations=2.5"])
 
 
