@@ -20,10 +20,12 @@ this list (tests/test_layout.py keeps it so, and keeps the imports free of circl
     video      images in, videos out (mp4, gif, npz)
     viz        boxes and trajectories drawn over frames, frame strips
     exercises  checks for the notebooks' exercises
+    examples   example images and tracks by name: toy scenes for the toy, photos for SVD
     toy        the toy world: procedural videos, the training lab and its evaluation
   the applications
     cli        `python -m sgi2v_lite generate ...`
     widgets    the ipycanvas drawing widget
+    explorer   click a point on frame 0, follow its features (naive, aligned; unguided, guided)
 """
 
 from .config import PRESETS, SGI2VConfig, get_preset

@@ -185,7 +185,7 @@ def cmd_generate(args) -> int:
     _check_feature_layers(pipe, config)
     started = time.perf_counter()
     result = generate(pipe, image, tracks, config, progress=not args.quiet)
-    frames = draw_tracks(result.frames, result.boxes_px) if args.overlay and tracks else result.frames
+    frames = draw_tracks(result.frames, result.boxes_px, min_size=0) if args.overlay and tracks else result.frames
     with ExitStack() as outputs:  # both files appear only once both are written
         write_video(outputs.enter_context(replaced_on_success(out)), frames, fps=result.config.fps)
         if strip:

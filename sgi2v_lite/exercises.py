@@ -116,12 +116,57 @@ def _objmc(fn):
     return True
 
 
+def _one_box_loss(fn):
+    from .loss import box_loss, gaussian_weights
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(3, 5, 10, 12, generator=generator, requires_grad=True)  # (F, C, H, W)
+    box0, boxj = (2, 1, 6, 4), (5, 4, 9, 7)  # (x0, y0, x1, y1) cells, the same size, inside the grid
+    weights = gaussian_weights(3, 4)
+    got = fn(features, box0, boxj, 2, weights)
+    if got is None:
+        return None
+    cells = np.array([[box0, box0, boxj]])  # one track; frame 1 (skipped below) and frame 2
+    expected = box_loss(features, cells, np.array([[True, False, True]]))
+    plain = (features[2, :, 4:7, 5:9] - features[0, :, 1:4, 2:6]).pow(2).mean()
+    if abs(float(got) - float(plain)) < 1e-6:
+        raise AssertionError("this is the plain mean: weight each cell's error by the Gaussian, divide by their sum")
+    assert abs(float(got) - float(expected)) < 1e-5, (
+        f"expected {float(expected):.5f}, got {float(got):.5f}: sum(w * mean over channels of the squared "
+        "difference) / sum(w), frame j's box against frame 0's"
+    )
+    got.backward()
+    assert features.grad[0].abs().max() == 0, "frame 0 is the target: detach it (sg); only frame j gets a gradient"
+    return True
+
+
+def _frequency_mix(fn):
+    from .frequency import butterworth_lowpass, mix_frequencies
+
+    generator = torch.Generator().manual_seed(0)
+    optimised, original = torch.randn(2, 16, 20, generator=generator).unbind(0)  # (H, W) each
+    mask = butterworth_lowpass(16, 20, 0.5, 4)
+    got = fn(optimised, original, mask)
+    if got is None:
+        return None
+    expected = mix_frequencies(optimised, original, 0.5, 4)
+    unshifted = torch.fft.ifft2(mask * torch.fft.fft2(optimised) + (1 - mask) * torch.fft.fft2(original)).real
+    assert got.shape == expected.shape, f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+    if torch.allclose(got.real.float(), unshifted, atol=1e-4):
+        raise AssertionError("the mask is centred (zero frequency in the middle): fftshift the spectrum before masking")
+    error = (got.real.float() - expected).abs().max().item()
+    assert error < 1e-4, f"off by up to {error:.3g}: IFFT(mask * FFT(optimised) + (1 - mask) * FFT(original)), real"
+    return True
+
+
 EXERCISES = {
     "latent_shape": (_latent_shape, "01"),
     "x0_from_v": (_x0_from_v, "01"),
     "aligned_attention": (_aligned_attention, "02"),
     "gaussian_weights": (_gaussian_weights, "03"),
+    "one_box_loss": (_one_box_loss, "03"),
     "butterworth": (_butterworth, "04"),
+    "frequency_mix": (_frequency_mix, "04"),
     "objmc": (_objmc, "06"),
 }
 
@@ -135,3 +180,20 @@ def check(name: str, fn) -> bool:
         return False
     print(f"Correct: {name}")
     return True
+
+
+def experiment_verdict(mine: dict, unguided: dict, integrity_share: float = 0.9) -> bool:
+    """The open experiment of notebook 06: do your settings move objects nearer their targets than
+    SVD alone (ObjMC below the unguided row's) while keeping them whole (shape IoU at least
+    `integrity_share` of the unguided row's)? `mine`, `unguided`: rows of `toy.evaluate.evaluate`.
+    Prints both checks; True when both hold."""
+    nearer = mine["objmc"] < unguided["objmc"]
+    whole = mine["shape_iou"] >= integrity_share * unguided["shape_iou"]
+    print(
+        f"ObjMC {mine['objmc']:.2f} px against unguided {unguided['objmc']:.2f}: "
+        f"{'nearer the targets' if nearer else 'not nearer'}\n"
+        f"shape IoU {mine['shape_iou']:.3f} against unguided {unguided['shape_iou']:.3f} "
+        f"(needs {integrity_share * unguided['shape_iou']:.3f}): {'whole' if whole else 'broken'}\n"
+        + ("Both: a setting worth a larger N_SCENES." if nearer and whole else "Not both yet: try another setting.")
+    )
+    return nearer and whole

@@ -68,6 +68,17 @@ def mix_frequencies(
     return _from_centred_spectrum(mixed).to(optimised.dtype)
 
 
+def rescaling_and_rest(change: torch.Tensor, original: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Split an optimisation's change of the latent into a rescaling of the original and the rest:
+    change = scale * original + rest, with `scale` the least-squares fit (the rest is orthogonal to
+    the original). AdamW's decoupled weight decay multiplies the latent by (1 - lr x wd) at every
+    iteration, a pure rescaling: as flat in frequency as the noise it scales. The rest is what the
+    loss's gradient moved (Adam's steps). change, original: (..., H, W) -> (scale, rest)."""
+    change, original = change.float(), original.float()
+    scale = float((change * original).sum() / (original * original).sum())
+    return scale, change - scale * original
+
+
 def radial_power(x: torch.Tensor, bins: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean spectral power |FFT|^2 of `x` (..., H, W) in rings of normalised distance d from the
     centre (the `d` of the Butterworth mask), averaged over the leading axes.

@@ -8,11 +8,17 @@ module measures that: record either kind for a video, show them with one PCA bas
 and follow an object from frame 0 by nearest-neighbour matching.
 
     video_features(pipe, frames, step)         features of a known video (e.g. a toy-world clip)
-    denoising_features(pipe, image, config)    features at every denoising step of a generation
+    run_features(pipe, image, tracks, config, steps)  both kinds at some steps of a generation
     feature_bytes(unet, layers, frames, hw)    the system RAM one step of those features takes
     steps_within(ram_gb, step_bytes, steps)    which steps' features fit in system RAM
     pca_rgb(features)                          (F, C, h, w) -> (F, h, w, 3) colours, one basis
+    pca_rgb_across([features, ...])            the same with one basis for several steps or runs
+    similarity_maps(features, cell)            where one cell of frame 0 goes: cosine maps, best match
     match_object(features, box_cells)          the object's centre in every frame, by matching
+    tracking_error(features, boxes_px, ...)    how far that matching is from the truth, per frame
+    no_motion_error(boxes_px)                  the same for "it never moved": the baseline to beat
+    colour_drift_and_contrast(colours, boxes)  does a PCA picture show the object, in one colour?
+    tracking_by_step(pipe, clips, steps)       both kinds and the baseline, at each denoising step
     loss_features(pipe, run, latents, step)    the features of one latent, as the loss sees them
 """
 
@@ -22,9 +28,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attention import record_features, spatial_self_attention_layers
+from .attention import record_features
 from .config import SGI2VConfig
-from .sampler import Prepared, conditional_features, encode_conditioning, fresh_scheduler, generate, resolve_config
+from .sampler import (
+    Prepared,
+    conditional_features,
+    encode_conditioning,
+    fresh_scheduler,
+    generate,
+    prepare,
+    resolve_config,
+)
 
 KINDS = ("naive", "aligned")
 
@@ -69,7 +83,7 @@ def video_features(
 
 
 def feature_bytes(unet, layers, num_frames: int, latent_hw: tuple[int, int], bytes_per_value: int = 2) -> int:
-    """System RAM that one denoising step's features of `layers` take as `denoising_features` keeps
+    """System RAM that one denoising step's features of `layers` take as `run_features` keeps
     them (float16 on the CPU), per kind: sum over layers of F x C x h x w values. A layer's grid is
     the latent's, halved (rounding up) once per downsampling before its block; C is its width."""
     modules = dict(unet.named_modules())
@@ -100,35 +114,36 @@ def steps_within(ram_gb: float, step_bytes: int, num_steps: int, every: int = 1)
     return [steps[i] for i in sorted(set(picks))]
 
 
-def denoising_features(
-    pipe, image, config: SGI2VConfig, layers=None, kinds=KINDS, steps=None
+@torch.no_grad()
+def run_features(
+    pipe, image, tracks, config: SGI2VConfig, steps, layers=None, kinds=KINDS, progress: bool = True
 ) -> tuple[np.ndarray, dict[str, dict[int, dict[str, torch.Tensor]]]]:
-    """Features at the denoising steps of an *unguided* generation from `image`, one run per kind
-    (the same seed, so the same video: recording does not change the UNet's output).
+    """Features of ONE generation (guided when `tracks` are given and `config.guidance`), both
+    kinds, at the denoising `steps`: for each kept step, the latent that the step's denoising pass
+    sees (after the optimisation and the mix, in a guided run) goes once more through the
+    conditional UNet with each kind recorded. So the guided run's naive and aligned features come
+    from the same latents, and they can be set beside the unguided run's to see what the
+    optimisation changed. Returns (frames (F, H, W, 3) uint8, kind -> step -> layer -> (F, C, h, w)
+    float16 on the CPU). `progress`: the generation's progress bar."""
+    config = resolve_config(pipe, config)
+    layers = tuple(layers or config.feature_layers)
+    seen = {}  # step -> the latent its denoising pass sees (1, F, C, h, w)
 
-    layers: default all spatial self-attention layers. steps: which steps to keep (default all).
-    Returns (frames (F, H, W, 3) uint8, kind -> step -> layer -> (F, C, h, w) float16 on the CPU)."""
-    layers = tuple(layers or spatial_self_attention_layers(pipe.unet))
-    config = config.replace(guidance=False, feature_layers=layers)
-    keep = set(range(config.num_inference_steps) if steps is None else steps)
-    collected = {}
-    for kind in kinds:
-        per_step = collected[kind] = {}
+    def keep_latent(info):
+        if info["step"] in steps:
+            seen[info["step"]] = info["latents_mixed"] if info["optimised"] else info["latents"]
 
-        def keep_features(info, per_step=per_step):
-            if info["step"] in keep:
-                per_step[info["step"]] = {name: f.half().cpu() for name, f in info["step_features"].items()}
-
-        result = generate(
-            pipe,
-            image,
-            None,
-            config.replace(feature_kind=kind),
-            callback=keep_features,
-            record_step_features=True,
-            progress=False,
-        )
-    return result.frames, collected
+    with torch.enable_grad():  # the guided run's optimisation needs gradients
+        result = generate(pipe, image, tracks, config, callback=keep_latent, progress=progress)
+    run = prepare(pipe, image, tracks, config.replace(feature_layers=layers))
+    scheduler = fresh_scheduler(pipe, config.num_inference_steps)
+    features = {kind: {} for kind in kinds}
+    for step, latents in sorted(seen.items()):
+        for kind in kinds:
+            with record_features(pipe.unet, layers, latents.shape[1], run.latent_hw, kind, stop_early=True) as rec:
+                recorded = conditional_features(pipe.unet, rec, scheduler, latents, scheduler.timesteps[step], run.cond)
+            features[kind][step] = {name: f.half().cpu() for name, f in recorded.items()}
+    return result.frames, features
 
 
 def pca_rgb(features: torch.Tensor, components: int = 3, mask: np.ndarray | None = None) -> np.ndarray:
@@ -148,6 +163,27 @@ def pca_rgb(features: torch.Tensor, components: int = 3, mask: np.ndarray | None
     low, high = np.percentile(projected, [1, 99], axis=0)
     colours = np.clip((projected - low) / np.maximum(high - low, 1e-8), 0, 1)
     return colours.reshape(frames, height, width, components)
+
+
+def pca_rgb_across(features: list[torch.Tensor], components: int = 3) -> list[np.ndarray]:
+    """`pca_rgb` with ONE basis for several feature tensors of one layer (e.g. the same layer at
+    several denoising steps, or unguided and guided), so that a colour means the same feature in all
+    of them. features: list of (F, C, h, w) -> list of (F, h, w, components) in [0, 1]."""
+    joined = pca_rgb(torch.cat([f.float() for f in features]), components)  # (sum F, h, w, components)
+    return list(np.split(joined, np.cumsum([len(f) for f in features])[:-1]))
+
+
+def similarity_maps(features: torch.Tensor, cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Where does the content of one cell of frame 0 go? The cosine similarity between the feature at
+    `cell` (x, y) of frame 0 and every cell of every frame, and each frame's best match.
+    features: (F, C, h, w). Returns (maps (F, h, w) in [-1, 1], best (F, 2) cells (x, y))."""
+    x, y = cell
+    normalised = F.normalize(features.float(), dim=1)  # (F, C, h, w)
+    query = normalised[0, :, y, x]  # (C,)
+    maps = torch.einsum("c,fchw->fhw", query, normalised).numpy()
+    width = maps.shape[-1]
+    flat = maps.reshape(len(maps), -1).argmax(1)
+    return maps, np.stack([flat % width, flat // width], axis=1)
 
 
 def match_object(features: torch.Tensor, box_cells0) -> np.ndarray:
@@ -188,6 +224,59 @@ def tracking_error(features: dict[str, torch.Tensor], boxes_px: np.ndarray, cell
     return np.linalg.norm(predicted[1:] - centres[1:], axis=-1)
 
 
+def no_motion_error(boxes_px: np.ndarray) -> np.ndarray:
+    """The error of a tracker that says the object never moved: the distance in pixels between the
+    true centre at frames 1..F-1 and at frame 0. Feature matching that does not beat it follows
+    nothing. boxes_px (F, 4) -> (F-1,)."""
+    centres = (np.asarray(boxes_px)[:, :2] + np.asarray(boxes_px)[:, 2:]) / 2  # (F, 2)
+    return np.linalg.norm(centres[1:] - centres[0], axis=-1)
+
+
+def colour_drift_and_contrast(colours: np.ndarray, box_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What a PCA picture shows of a moving object, in numbers. colours: (F, h, w, 3) in [0, 1]
+    (`pca_rgb`, one basis for all frames); box_cells: (F, 4) the object's *true* boxes in cells.
+    Returns (drift (F,), contrast (F,)): the distance (RGB, 0..1.73) of the object's mean colour at
+    frame j from its mean colour at frame 0, and from the mean colour outside its box at frame j.
+    Features that correspond show the object (contrast) in the same colour in every frame (no drift)."""
+    inside, outside = [], []
+    for frame, (x0, y0, x1, y1) in zip(colours, np.asarray(box_cells, int)):
+        mask = np.zeros(frame.shape[:2], bool)
+        mask[max(y0, 0) : y1, max(x0, 0) : x1] = True
+        inside.append(frame[mask].mean(0))
+        outside.append(frame[~mask].mean(0))
+    inside, outside = np.array(inside), np.array(outside)  # (F, 3)
+    return np.linalg.norm(inside - inside[0], axis=-1), np.linalg.norm(inside - outside, axis=-1)
+
+
+def tracking_by_step(pipe, clips, steps, config: SGI2VConfig, progress: bool = True) -> dict[str, np.ndarray]:
+    """Nearest-neighbour tracking of known objects at each denoising step in `steps`.
+
+    clips: (scene, object index) pairs, e.g. `toy.world.moving_clips`; their frames are resized to
+    the generation size and so are their boxes. Returns {"naive", "aligned", "no motion"} ->
+    (len(steps), len(clips)) mean error in pixels over frames 1..F-1 (`tracking_error`,
+    `no_motion_error`); the no-motion row is the same at every step. `progress`: a bar over the
+    clips x steps UNet passes."""
+    from tqdm.auto import tqdm
+
+    config = resolve_config(pipe, config)
+    latent_hw = (config.height // pipe.vae_scale_factor, config.width // pipe.vae_scale_factor)
+    errors = {kind: np.zeros((len(steps), len(clips))) for kind in (*KINDS, "no motion")}
+    bar = tqdm(total=len(clips) * len(steps), desc="UNet passes", disable=not progress)
+    for c, (scene, index) in enumerate(clips):
+        scale = np.array([config.width, config.height] * 2) / np.array(
+            [scene.frames.shape[2], scene.frames.shape[1]] * 2
+        )
+        boxes = scene.boxes_px[index] * scale  # (F, 4) at the generation size
+        errors["no motion"][:, c] = no_motion_error(boxes).mean()
+        for s, step in enumerate(steps):
+            features = video_features(pipe, scene.frames, step, config)
+            for kind in KINDS:
+                errors[kind][s, c] = tracking_error(features[kind], boxes, pipe.vae_scale_factor, latent_hw).mean()
+            bar.update()
+    bar.close()
+    return errors
+
+
 def loss_features(
     pipe, run: Prepared, latents: torch.Tensor, step: int, kind: str = "aligned"
 ) -> dict[str, torch.Tensor]:
@@ -198,46 +287,3 @@ def loss_features(
     layers = run.config.feature_layers
     with record_features(pipe.unet, layers, latents.shape[1], run.latent_hw, kind, stop_early=True) as rec:
         return conditional_features(pipe.unet, rec, scheduler, latents, scheduler.timesteps[step], run.cond)
-
-
-def feature_explorer(frames: np.ndarray, features: dict[str, dict[int, dict[str, torch.Tensor]]]):
-    """An ipywidgets explorer of `denoising_features`' output: sliders for the denoising step and the
-    frame, a menu for the layer; shows the generated frame and the PCA colours of each kind of
-    feature (one basis per step, layer and kind, fitted on all frames). Returns the widget."""
-    import functools
-
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
-    kinds = list(features)
-    steps = sorted(features[kinds[0]])
-    layers = list(features[kinds[0]][steps[0]])
-
-    @functools.lru_cache(maxsize=64)
-    def colours(kind, step, layer):
-        return pca_rgb(features[kind][step][layer])
-
-    def show(step, layer, frame):
-        figure, axes = plt.subplots(1, 1 + len(kinds), figsize=(2.6 * (1 + len(kinds)), 2.8))
-        axes[0].imshow(frames[frame])
-        axes[0].set_title(f"frame {frame}", fontsize=9)
-        for axis, kind in zip(axes[1:], kinds):
-            axis.imshow(colours(kind, step, layer)[frame], interpolation="nearest")
-            axis.set_title(f"{kind} features, step {step}", fontsize=9)
-        for axis in axes:
-            axis.set_xticks([])
-            axis.set_yticks([])
-        figure.suptitle(layer, fontsize=8)
-        figure.tight_layout()
-        plt.show()
-
-    step = widgets.SelectionSlider(options=steps, value=steps[len(steps) // 3], description="step")
-    layer = widgets.Dropdown(
-        options=layers,
-        value=layers[min(len(layers) - 1, len(layers) // 2)],
-        description="layer",
-        layout=widgets.Layout(width="520px"),
-    )
-    frame = widgets.IntSlider(min=0, max=len(frames) - 1, value=len(frames) - 1, description="frame")
-    output = widgets.interactive_output(show, {"step": step, "layer": layer, "frame": frame})
-    return widgets.VBox([widgets.HBox([step, frame]), layer, output])

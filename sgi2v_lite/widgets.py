@@ -391,10 +391,11 @@ class TrackEditor(widgets.VBox):
         """Replace the tracks with a JSON tracks file, or import a reference `traj.npy` (drawn on
         a 1024 x 576 image, rescaled to this one)."""
         path = Path(path)
-        if path.suffix.lower() == ".npy":
-            tracks = load_reference_traj(path)
-        else:
-            tracks = load_tracks(path)
+        self.set_tracks(load_reference_traj(path) if path.suffix.lower() == ".npy" else load_tracks(path))
+
+    def set_tracks(self, tracks: Tracks) -> None:
+        """Replace the drawn tracks with `tracks` (rescaled to this image if drawn on another size);
+        Undo brings the drawing back."""
         self.state.replace_all(tracks)
         self._changed()
 
@@ -601,7 +602,7 @@ class TrackEditor(widgets.VBox):
             self.progress.description = "denoising"
             self.show_message("generating ...")
             result = run_sampler(self.pipe, self.image, tracks, config, callback=self._on_step, progress=False)
-            overlaid = draw_tracks(result.frames, result.boxes_px)
+            overlaid = draw_tracks(result.frames, result.boxes_px, min_size=0)
             if self.video_path is None:
                 self.video_path = Path(tempfile.mkdtemp(prefix="sgi2v-widget-")) / "video.gif"
             write_video(self.video_path, overlaid, fps=result.config.fps)

@@ -1,6 +1,8 @@
 """Shared fixtures: the tiny random SVD pipeline (diffusers' get_dummy_components pattern), small
 settings, and the reference trajectory files. Nothing here downloads anything."""
 
+import functools
+import json
 import os
 from pathlib import Path
 
@@ -73,3 +75,56 @@ def unet_inputs(unet, batch=1, frames=3, seed=0):
     embedding = torch.randn(batch, 1, unet.config.cross_attention_dim, generator=generator)
     time_ids = torch.tensor([[6.0, 127.0, 0.02]]).repeat(batch, 1)
     return sample, torch.tensor(5.0), dict(encoder_hidden_states=embedding, added_time_ids=time_ids)
+
+
+# Appended to a notebook by `executed_notebook`: prints the notebook's plain values (numbers,
+# strings, lists and dicts of them, small numpy arrays) as JSON, so that the course-claims tests
+# assert the very numbers the notebook computed and printed.
+_DUMP_VALUES = """
+import json as _json
+import numpy as _np
+def _plain(value):
+    if isinstance(value, _np.ndarray) and value.size <= 100_000:
+        return value.tolist()
+    if isinstance(value, (_np.floating, _np.integer, _np.bool_)):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+_values = {}
+for _name, _value in list(globals().items()):
+    if not _name.startswith("_"):
+        try:
+            _values[_name] = _json.loads(_json.dumps(_plain(_value)))
+        except (TypeError, ValueError, OverflowError):
+            pass
+print("NOTEBOOK_VALUES " + _json.dumps(_values))
+"""
+
+
+@functools.cache
+def executed_notebook(name: str) -> tuple[list, dict, list]:
+    """Run notebooks/`name` top to bottom on the toy model (once per test session) and return its
+    error outputs, its plain values (`_DUMP_VALUES`) and all its cells' outputs. With
+    SGI2V_EXECUTED_DIR set, the executed notebook is also written there."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = ROOT / "notebooks" / name
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(_DUMP_VALUES))
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()
+    if os.environ.get("SGI2V_EXECUTED_DIR"):  # keep the executed notebook, figures and all, to look at
+        folder = Path(os.environ["SGI2V_EXECUTED_DIR"])
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, folder / name)
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    dumped = [o for o in notebook.cells[-1].outputs if o.output_type == "stream" and "NOTEBOOK_VALUES " in o.text]
+    values = json.loads(dumped[0].text.split("NOTEBOOK_VALUES ", 1)[1]) if dumped else {}
+    return errors, values, outputs

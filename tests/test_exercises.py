@@ -44,6 +44,12 @@ WRONG = {
     "aligned_attention": lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1) @ v,
     "gaussian_weights": lambda h, w: torch.ones(h, w),
     "butterworth": lambda h, w, c, n: torch.ones(h, w),
+    "one_box_loss": lambda f, b0, bj, j, w: (
+        (f[j, :, bj[1] : bj[3], bj[0] : bj[2]] - f[0, :, b0[1] : b0[3], b0[0] : b0[2]]).pow(2).mean()
+    ),
+    "frequency_mix": lambda opt, orig, mask: (
+        torch.fft.ifft2(mask * torch.fft.fft2(opt) + (1 - mask) * torch.fft.fft2(orig)).real
+    ),
     "objmc": lambda tracked, target: np.linalg.norm(np.asarray(tracked) - np.asarray(target), axis=-1).mean(),
 }
 
@@ -61,3 +67,13 @@ def test_every_exercise_is_in_its_notebook():
         (notebook,) = (ROOT / "notebooks").glob(f"{number}_*.ipynb")
         sources = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]]
         assert any(f'check("{name}"' in s for s in sources), f"{notebook.name} has no check of {name}"
+
+
+def test_the_open_experiments_verdict_needs_both_motion_and_integrity(capsys):
+    from sgi2v_lite.exercises import experiment_verdict
+
+    unguided = {"objmc": 10.0, "shape_iou": 0.8}
+    assert experiment_verdict({"objmc": 7.0, "shape_iou": 0.75}, unguided) is True
+    assert experiment_verdict({"objmc": 7.0, "shape_iou": 0.6}, unguided) is False  # moved, but broken
+    assert experiment_verdict({"objmc": 11.0, "shape_iou": 0.8}, unguided) is False  # whole, not nearer
+    assert "broken" in capsys.readouterr().out

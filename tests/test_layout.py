@@ -13,8 +13,19 @@ LAYERS = {
     "method": {"errors", "config", "tracks", "attention", "loss", "frequency"},
     "sampler": {"memory", "sampler"},
     "models": {"models"},
-    "tools": {"probe", "video", "viz", "exercises", "toy", "toy.world", "toy.train", "toy.card", "toy.evaluate"},
-    "apps": {"cli", "widgets", "__main__", ""},
+    "tools": {
+        "probe",
+        "video",
+        "viz",
+        "exercises",
+        "examples",
+        "toy",
+        "toy.world",
+        "toy.train",
+        "toy.card",
+        "toy.evaluate",
+    },
+    "apps": {"cli", "widgets", "explorer", "__main__", ""},
 }
 
 

@@ -54,13 +54,28 @@ def test_video_features_differ_by_kind_except_at_frame_0(tiny_pipe, tiny_config)
     assert not torch.allclose(features["aligned"][name][1], features["naive"][name][1], atol=1e-3)
 
 
-def test_denoising_features_keep_the_chosen_steps_and_the_same_video(tiny_pipe, tiny_image, tiny_config):
-    frames, features = probe.denoising_features(tiny_pipe, tiny_image, tiny_config, steps=[0, 2])
-    plain = generate(tiny_pipe, tiny_image, None, tiny_config.replace(guidance=False), progress=False)
+def test_run_features_keep_the_chosen_steps_and_the_same_video(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
+    from sgi2v_lite.attention import spatial_self_attention_layers
+
+    layers = spatial_self_attention_layers(tiny_pipe.unet)
+    config = tiny_config.replace(guidance=False)
+    frames, features = probe.run_features(tiny_pipe, tiny_image, None, config, steps=[0, 2], layers=layers)
+    plain = generate(tiny_pipe, tiny_image, None, config, progress=False)
     np.testing.assert_array_equal(frames, plain.frames)  # recording does not change the video
     assert set(features) == {"naive", "aligned"} and sorted(features["aligned"]) == [0, 2]
-    layers = features["aligned"][0]
-    assert len(layers) >= 2 and all(f.dtype == torch.float16 for f in layers.values())
+    assert set(features["aligned"][0]) == set(layers) and all(
+        f.dtype == torch.float16 for f in features["aligned"][0].values()
+    )
+    # a guided run: its video is the guided one, and at an optimised step its features differ from
+    # the unguided run's (the optimisation changed the latent they come from); before it they agree
+    guided_frames, guided = probe.run_features(tiny_pipe, tiny_image, tiny_tracks, tiny_config, steps=[0, 2])
+    np.testing.assert_array_equal(
+        guided_frames, generate(tiny_pipe, tiny_image, tiny_tracks, tiny_config, progress=False).frames
+    )
+    layer = next(iter(guided["aligned"][0]))  # the run's own feature layer
+    assert 0 not in tiny_config.optimised_steps and 2 in tiny_config.optimised_steps
+    torch.testing.assert_close(guided["aligned"][0][layer], features["aligned"][0][layer])
+    assert (guided["aligned"][2][layer].float() - features["aligned"][2][layer].float()).abs().max() > 1e-3
 
 
 def test_loss_features_are_what_the_optimisation_sees(tiny_pipe, tiny_image, tiny_tracks, tiny_config):
@@ -100,27 +115,14 @@ def test_prepare_is_generate_steps_1_to_4(tiny_pipe, tiny_image, tiny_tracks, ti
     assert not prepare(tiny_pipe, tiny_image, None, tiny_config).guided
 
 
-def test_feature_explorer_builds_and_redraws(tiny_pipe, tiny_image, tiny_config):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    frames, features = probe.denoising_features(tiny_pipe, tiny_image, tiny_config, steps=[0, 3])
-    explorer = probe.feature_explorer(frames, features)
-    (step, frame), layer, output = explorer.children[0].children, explorer.children[1], explorer.children[2]
-    assert list(step.options) == [0, 3] and frame.max == len(frames) - 1
-    layer.value = layer.options[0]  # a change redraws without error
-    step.value = 3
-    assert output is not None
-
-
-def test_feature_bytes_is_what_denoising_features_keeps(tiny_pipe, tiny_image, tiny_config):
+def test_feature_bytes_is_what_run_features_keeps(tiny_pipe, tiny_image, tiny_config):
     from sgi2v_lite.attention import spatial_self_attention_layers
 
     layers = spatial_self_attention_layers(tiny_pipe.unet)
     from sgi2v_lite.sampler import resolve_config
 
     config = resolve_config(tiny_pipe, tiny_config.replace(height=48, width=80))  # a grid that is not square
-    _, kept = probe.denoising_features(tiny_pipe, tiny_image, config, layers=layers, steps=[1])
+    _, kept = probe.run_features(tiny_pipe, tiny_image, None, config, steps=[1], layers=layers)
     for kind in probe.KINDS:
         stored = sum(f.numel() * f.element_size() for f in kept[kind][1].values())
         latent_hw = (48 // tiny_pipe.vae_scale_factor, 80 // tiny_pipe.vae_scale_factor)

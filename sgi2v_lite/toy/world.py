@@ -196,3 +196,17 @@ def make_scene(
         motion_bucket_id=motion_bucket_id,
         backgrounds=(backgrounds * 255).round().astype(np.uint8),
     )
+
+
+def moving_clips(count: int, min_motion_px: float, first_seed: int, num_frames: int = 8) -> list[tuple[Scene, int]]:
+    """The first `count` scenes from seed `first_seed` on (no camera motion) in which an object
+    moves at least `min_motion_px` pixels (at 64 px) between the first and the last frame, each with
+    the index of its object that moves most: clips on which following an object means something."""
+    clips, seed = [], first_seed
+    while len(clips) < count:
+        scene = make_scene(seed, num_frames=num_frames, camera="none")
+        moved = np.linalg.norm(scene.centres_px[:, -1] - scene.centres_px[:, 0], axis=-1)  # (N,)
+        if moved.max() >= min_motion_px:
+            clips.append((scene, int(moved.argmax())))
+        seed += 1
+    return clips

@@ -1,15 +1,18 @@
-"""The drawing widget in a real browser: JupyterLab + Debian's Chromium, driven by Playwright.
+"""The widgets in a real browser: JupyterLab and Notebook 7 + Debian's Chromium, driven by Playwright.
 
-Starts JupyterLab on 127.0.0.1 (a free port, a token, settings and notebook in a temporary folder),
-opens `widget_demo.ipynb`, runs it, drags a box and then a path on the canvas with the mouse, and
-reads the tracks back from the kernel (a cell that prints them) and from the autosave file. Saves
-screenshots to out/browser/. JupyterLab is shut down at the end, whatever happened.
+Starts the front end on 127.0.0.1 (a free port, a token, settings and notebooks in a temporary
+folder). In `widget_demo.ipynb` it drags a box and then a path on the canvas with the mouse, reads
+the tracks back from the kernel (a cell that prints them) and from the autosave file, presses
+Generate and waits for the video; in `explorer_demo.ipynb` it clicks a point of the feature
+explorer's frame 0. Saves screenshots to out/browser/. The server is shut down at the end,
+whatever happened.
 
 Run with `make test-browser`. Needs /usr/bin/chromium (`apt-get install chromium`; another
 binary with CHROMIUM=...) and the `playwright` package; never downloads a browser. Without them
 the test is skipped, unless SGI2V_REQUIRE_BROWSER=1 (set by `make test-browser`), then it fails.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -100,11 +103,21 @@ def _stop(process: subprocess.Popen, base_url: str) -> None:
             continue
 
 
-@pytest.fixture
-def jupyter_lab(tmp_path):
-    """A JupyterLab serving a copy of widget_demo.ipynb from tmp_path; yields (base_url, tmp_path)."""
+# the two front ends the browser tests run in: (python -m module, its app's config name, a notebook's URL path)
+FRONT_ENDS = {
+    "jupyterlab": ("jupyterlab", "LabApp", "lab/tree"),
+    "notebook7": ("notebook", "JupyterNotebookApp", "notebooks"),
+}
+
+
+@pytest.fixture(params=list(FRONT_ENDS))
+def jupyter_lab(tmp_path, request):
+    """JupyterLab, or Notebook 7, serving copies of this folder's notebooks from tmp_path; yields
+    (base_url, tmp_path, the URL path of a notebook)."""
+    module, app, notebook_path = FRONT_ENDS[request.param]
     _require_browser()
-    shutil.copy(HERE / "widget_demo.ipynb", tmp_path / "widget_demo.ipynb")
+    for notebook in HERE.glob("*.ipynb"):
+        shutil.copy(notebook, tmp_path / notebook.name)
     settings = tmp_path / "lab-settings"
     for name, values in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +137,7 @@ def jupyter_lab(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "jupyterlab",
+                module,
                 "--no-browser",
                 "--allow-root",
                 "--ServerApp.ip=127.0.0.1",
@@ -132,8 +145,8 @@ def jupyter_lab(tmp_path):
                 "--ServerApp.port_retries=0",
                 f"--IdentityProvider.token={TOKEN}",
                 f"--ServerApp.root_dir={tmp_path}",
-                f"--LabApp.user_settings_dir={settings}",
-                f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+                f"--{app}.user_settings_dir={settings}",
+                f"--{app}.workspaces_dir={tmp_path / 'workspaces'}",
             ],
             cwd=tmp_path,
             env=env,
@@ -143,7 +156,7 @@ def jupyter_lab(tmp_path):
         )
     try:
         _wait_for_server(f"{base_url}/api/status?token={TOKEN}", process, log)
-        yield base_url, tmp_path
+        yield base_url, tmp_path, notebook_path
     finally:
         _stop(process, base_url)
 
@@ -166,13 +179,16 @@ def _drag(page, points) -> None:
     page.mouse.up()
 
 
-def test_draw_a_box_and_a_path_with_the_mouse(jupyter_lab):
+@contextlib.contextmanager
+def _notebook_page(jupyter, name: str, failure_png: str):
+    """Chromium on notebook `name` in the front end `jupyter` (the fixture's value), all its cells
+    run; yields the page. On an exception: a screenshot `failure_png` and the browser console's last
+    lines, then re-raised."""
     from playwright.sync_api import sync_playwright
 
-    base_url, folder = jupyter_lab
-    autosave = folder / "autosave.json"
+    base_url, folder, notebook_path = jupyter
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    (SCREENSHOTS / "failure.png").unlink(missing_ok=True)  # only a failing run leaves one
+    (SCREENSHOTS / failure_png).unlink(missing_ok=True)  # only a failing run leaves one
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(folder / "chromium-profile"),
@@ -185,46 +201,63 @@ def test_draw_a_box_and_a_path_with_the_mouse(jupyter_lab):
         console = []
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
         try:
-            page.goto(f"{base_url}/lab/tree/widget_demo.ipynb?token={TOKEN}")
+            page.goto(f"{base_url}/{notebook_path}/{name}?token={TOKEN}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             _run_all_cells(page)
-            canvas = page.locator("canvas.sgi2v-canvas")
-            canvas.wait_for(state="visible", timeout=60_000)
-            canvas.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)  # let the first paint arrive
-            bounds = canvas.bounding_box()
-
-            def at(fx, fy):  # a point of the canvas given as fractions of its size, in page pixels
-                return (bounds["x"] + fx * bounds["width"], bounds["y"] + fy * bounds["height"])
-
-            # the box around the red square of shapes.png (pixels 40..104 x 96..160 of 256)
-            _drag(page, [at(40 / 256, 96 / 256), at(0.3, 0.5), at(104 / 256, 160 / 256)])
-            # its path, from the box centre: right and up, then right and down
-            _drag(page, [at(72 / 256, 128 / 256), at(130 / 256, 110 / 256), at(184 / 256, 136 / 256)])
-
-            deadline = time.monotonic() + 20  # the kernel handles the events and autosaves
-            while time.monotonic() < deadline:
-                saved = json.loads(autosave.read_text()) if autosave.is_file() else {"tracks": []}
-                if saved["tracks"] and len(saved["tracks"][0]["path"]) > 1:
-                    break
-                page.wait_for_timeout(200)
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(SCREENSHOTS / "page.png"))
-            page.locator(".jp-OutputArea-output", has=canvas).screenshot(path=str(SCREENSHOTS / "widget.png"))
-
-            # ask the kernel: run the last cell, which prints the tracks
-            print_cell = page.locator(".jp-CodeCell", has_text='print("TRACKS"')
-            print_cell.locator(".jp-InputArea-editor").click()
-            page.keyboard.press("Control+Enter")  # run it, stay there
-            printed = print_cell.locator(".jp-OutputArea-output", has_text="TRACKS {")
-            printed.wait_for(timeout=30_000)
-            from_kernel = json.loads(printed.inner_text().split("TRACKS", 1)[1])
+            yield page
         except Exception:
-            page.screenshot(path=str(SCREENSHOTS / "failure.png"))
+            page.screenshot(path=str(SCREENSHOTS / failure_png))
             print("\n".join(console[-30:]))
             raise
         finally:
             context.close()
+
+
+def _print_cell(page, marker: str) -> dict:
+    """Run the cell that prints `marker` and a JSON object, and return the object."""
+    print_cell = page.locator(".jp-CodeCell", has_text=f'print("{marker}"')
+    print_cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")  # run it, stay there
+    printed = print_cell.locator(".jp-OutputArea-output", has_text=f"{marker} {{")
+    printed.wait_for(timeout=30_000)
+    return json.loads(printed.inner_text().split(marker, 1)[1])
+
+
+def test_draw_a_box_and_a_path_with_the_mouse(jupyter_lab):
+    folder = jupyter_lab[1]
+    autosave = folder / "autosave.json"
+    with _notebook_page(jupyter_lab, "widget_demo.ipynb", "failure.png") as page:
+        canvas = page.locator("canvas.sgi2v-canvas")
+        canvas.wait_for(state="visible", timeout=60_000)
+        canvas.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)  # let the first paint arrive
+        bounds = canvas.bounding_box()
+
+        def at(fx, fy):  # a point of the canvas given as fractions of its size, in page pixels
+            return (bounds["x"] + fx * bounds["width"], bounds["y"] + fy * bounds["height"])
+
+        # the box around the red square of shapes.png (pixels 40..104 x 96..160 of 256)
+        _drag(page, [at(40 / 256, 96 / 256), at(0.3, 0.5), at(104 / 256, 160 / 256)])
+        # its path, from the box centre: right and up, then right and down
+        _drag(page, [at(72 / 256, 128 / 256), at(130 / 256, 110 / 256), at(184 / 256, 136 / 256)])
+
+        deadline = time.monotonic() + 20  # the kernel handles the events and autosaves
+        while time.monotonic() < deadline:
+            saved = json.loads(autosave.read_text()) if autosave.is_file() else {"tracks": []}
+            if saved["tracks"] and len(saved["tracks"][0]["path"]) > 1:
+                break
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(SCREENSHOTS / "page.png"))
+        page.locator(".jp-OutputArea-output", has=canvas).screenshot(path=str(SCREENSHOTS / "widget.png"))
+        from_kernel = _print_cell(page, "TRACKS")  # ask the kernel
+        # Generate: the toy model makes the video, and the widget shows it (a GIF in an <img>)
+        page.get_by_role("button", name="Generate").click()
+        video = page.locator(".jp-OutputArea-output", has=canvas).locator("img[src^='blob:'], img[src^='data:']")
+        video.first.wait_for(state="visible", timeout=300_000)
+        page.wait_for_timeout(500)
+        page.locator(".jp-OutputArea-output", has=canvas).screenshot(path=str(SCREENSHOTS / "generated.png"))
+        generated = _print_cell(page, "GENERATED")
 
     assert from_kernel == saved  # the kernel's tracks are the autosaved ones
     assert from_kernel["image_size"] == [256, 256]
@@ -238,3 +271,23 @@ def test_draw_a_box_and_a_path_with_the_mouse(jupyter_lab):
     assert path[-1] == pytest.approx([184, 136], abs=4)
     assert min(y for _, y in path) < 120  # it went up through (130, 110) on the way
     assert (SCREENSHOTS / "widget.png").stat().st_size > 0
+    assert generated["frames"] == [8, 64, 64, 3] and generated["error"] is None  # the video the widget shows
+
+
+def test_click_a_point_in_the_feature_explorer(jupyter_lab):
+    """explorer_demo.ipynb: hand-made features whose aligned content moves (+1, +2) cells a frame.
+    A real click on frame 0 chooses the cell under it, and the kernel's best matches follow."""
+    with _notebook_page(jupyter_lab, "explorer_demo.ipynb", "explorer-failure.png") as page:
+        canvas = page.locator("canvas.sgi2v-explorer-canvas")
+        canvas.wait_for(state="visible", timeout=60_000)
+        canvas.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        bounds = canvas.bounding_box()
+        # the middle of cell (2, 5) of the 8 x 8 grid shown at 256 px
+        page.mouse.click(bounds["x"] + 2.5 / 8 * bounds["width"], bounds["y"] + 5.5 / 8 * bounds["height"])
+        page.locator(".jp-OutputArea-output", has_text="cell (2, 5)").wait_for(timeout=20_000)
+        page.screenshot(path=str(SCREENSHOTS / "explorer.png"))
+        from_kernel = _print_cell(page, "EXPLORER")
+
+    assert from_kernel["cell"] == [2, 5]
+    assert from_kernel["aligned"] == [[(2 + j) % 8, (5 + 2 * j) % 8] for j in range(4)]
