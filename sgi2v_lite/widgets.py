@@ -602,7 +602,7 @@ class TrackEditor(widgets.VBox):
             self.progress.description = "denoising"
             self.show_message("generating ...")
             result = run_sampler(self.pipe, self.image, tracks, config, callback=self._on_step, progress=False)
-            overlaid = draw_tracks(result.frames, result.boxes_px, min_size=0)
+            overlaid = draw_tracks(result.frames, result.boxes_px)  # small frames enlarged: a thin drawing
             if self.video_path is None:
                 self.video_path = Path(tempfile.mkdtemp(prefix="sgi2v-widget-")) / "video.gif"
             write_video(self.video_path, overlaid, fps=result.config.fps)

@@ -370,7 +370,9 @@ def test_generate_runs_the_sampler_with_progress_and_shows_the_video(tiny_image,
     assert editor.video.layout.display != "none"
     gif = Image.open(io.BytesIO(editor.video.value))
     assert gif.format == "GIF" and gif.n_frames == 4
-    # the tracks are drawn over the video: the box outline has the track's colour
+    # the tracks are drawn over the video, enlarged x6 so that the drawing stays thin: the box
+    # outline (4, 4, 12, 12) -> (24, 24, 72, 72) has the track's colour
     first = np.asarray(gif.convert("RGB"), dtype=int)
-    assert np.abs(first[4, 6] - track_colour(0)).max() < 40
+    assert first.shape == (192, 192, 3)
+    assert np.abs(first[24, 36] - track_colour(0)).max() < 40
     assert "video: 4 frames of 32 x 32" in editor.message.value

@@ -162,12 +162,26 @@ def jupyter_lab(tmp_path, request):
 
 
 def _run_all_cells(page) -> None:
+    """Run All Cells from the Run menu, once the kernel is up (a Run All sent while the kernel still
+    starts can be lost), and wait until the first code cell has run or is running."""
     kernel_dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
     page.wait_for_timeout(1000)
     if kernel_dialog.is_visible():  # should the settings above not keep it away
         kernel_dialog.get_by_role("button", name="Select").click()
-    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    first_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first
+    for _ in range(3):
+        try:  # JupyterLab's and Notebook 7's execution indicator says idle once the kernel is up
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=30_000)
+        except Exception:
+            page.wait_for_timeout(3000)
+        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if first_prompt.inner_text().strip() not in ("[ ]:", "[ ]", ""):
+                return
+            page.wait_for_timeout(250)
+    raise AssertionError("Run All Cells did not start the notebook's cells")
 
 
 def _drag(page, points) -> None:
