@@ -113,6 +113,10 @@ def test_notebook_04_the_change_and_the_cut_off():
     falloff = v["falloff"]
     assert falloff["noisy z_t"] > 0.5 and falloff["the change"] > 0.5, falloff
     assert falloff["the rest of the change"] < 0.01 and falloff["clean (final)"] < 0.01, falloff
+    example = v["example_scores"]  # "slightly better, slightly dirtier" without the mix, on the one example
+    mixed = next(label for label in example if label.startswith("mix"))
+    assert example["no frequency mix"]["to target"] < example[mixed]["to target"], example
+    assert example["no frequency mix"]["energy"] > example[mixed]["energy"], example
     scores = v["scores"]
     for measure in (lambda s: s["objmc"], lambda s: abs(s["energy"] - 1), lambda s: s["histogram"]):
         assert max(measure(scores[k]) for k in ("0.25", "0.5")) < min(measure(scores[k]) for k in ("1.0", "off")), (
@@ -145,6 +149,9 @@ def test_notebook_03_the_loss_over_the_schedule_and_the_sweep():
     assert sweep[low]["rises"] < sweep[default]["rises"] < sweep[high]["rises"], sweep
     assert sweep[low]["frame 0 change"] < sweep[default]["frame 0 change"] < sweep[high]["frame 0 change"], sweep
     assert sweep[high]["frame 0 change"] == max(s["frame 0 change"] for s in sweep.values()), sweep
+    one = sweep["1 iteration per step"]  # about as near as the default, the least change to frame 0 of the guided
+    assert abs(one["to target"] - sweep[default]["to target"]) < 2, sweep
+    assert one["frame 0 change"] == min(s["frame 0 change"] for label, s in sweep.items() if label != "unguided")
 
 
 @pytest.mark.slow
