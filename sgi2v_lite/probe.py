@@ -136,12 +136,10 @@ def run_features(
     with torch.enable_grad():  # the guided run's optimisation needs gradients
         result = generate(pipe, image, tracks, config, callback=keep_latent, progress=progress)
     run = prepare(pipe, image, tracks, config.replace(feature_layers=layers))
-    scheduler = fresh_scheduler(pipe, config.num_inference_steps)
     features = {kind: {} for kind in kinds}
     for step, latents in sorted(seen.items()):
-        for kind in kinds:
-            with record_features(pipe.unet, layers, latents.shape[1], run.latent_hw, kind, stop_early=True) as rec:
-                recorded = conditional_features(pipe.unet, rec, scheduler, latents, scheduler.timesteps[step], run.cond)
+        for kind in kinds:  # the same truncated conditional pass the loss reads
+            recorded = loss_features(pipe, run, latents, step, kind)
             features[kind][step] = {name: f.half().cpu() for name, f in recorded.items()}
     return result.frames, features
 
