@@ -20,8 +20,8 @@ def track_colour(index: int) -> tuple[int, int, int]:
 
 def draw_tracks(frames: np.ndarray, boxes_px: np.ndarray, line_width: int = 1, min_size: int = 192) -> np.ndarray:
     """Frames (F, H, W, 3) uint8 with each track drawn on them: its box at that frame, its whole
-    centre path as a thin line, and the centres up to that frame as dots, each with a dark edge so
-    that it shows on an object of its own colour.
+    centre path as a thin line, and the centres up to that frame as dots; on enlarged frames each
+    with a dark edge so that it shows on an object of its own colour.
 
     boxes_px: (N, F, 4) pixels (x0, y0, x1, y1) of these frames (see `GenerationResult.boxes_px`).
     Frames lower than `min_size` are first enlarged by the smallest whole factor that reaches it,
@@ -43,7 +43,9 @@ def draw_tracks(frames: np.ndarray, boxes_px: np.ndarray, line_width: int = 1, m
             colour = track_colour(n)
             path = [tuple(p) for p in centres[n]]
             box = list(boxes_px[n, frame_index])
-            for fill, extra in ((edge, 1), (colour, 0)):  # the dark edge first, the colour on top
+            # the dark edge first, the colour on top; on frames kept at a small size (factor 1) the
+            # edge would triple every line's width, so there the colour is drawn alone
+            for fill, extra in ((edge, 1), (colour, 0)) if factor > 1 else ((colour, 0),):
                 if len(path) > 1:
                     draw.line(path, fill=fill, width=width + 2 * extra)
                 for x, y in path[: frame_index + 1]:
